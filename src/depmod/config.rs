@@ -1,0 +1,215 @@
+//! depmod.d configuration: which copy of a module wins, and where to look.
+//!
+//! Lists are kept in the order kmod keeps them: every directive *prepends*,
+//! so the entry added last comes first. Priorities are computed from those
+//! positions exactly as kmod does, quirks included.
+
+use crate::depmod::Diagnostic;
+
+/// One `search` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Search {
+    /// A subdirectory of the module directory, such as `updates`.
+    Path(Vec<u8>),
+    /// `built-in`: everything not matched by another entry.
+    BuiltIn,
+    /// `external`: the directories named by `external` directives.
+    External,
+}
+
+/// The parsed configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    pub searches: Vec<Search>,
+    /// `subdir/modname` of each matching `override` (no extension).
+    pub overrides: Vec<Vec<u8>>,
+    /// Directories named by matching `external` directives.
+    pub externals: Vec<Vec<u8>>,
+    /// Directory (and file) names skipped anywhere in the tree.
+    pub excludes: Vec<Vec<u8>>,
+}
+
+impl Config {
+    /// kmod's default when no `search` directive was seen: `updates` first.
+    pub fn with_defaults(mut self) -> Self {
+        if self.searches.is_empty() {
+            self.searches.push(Search::Path(b"updates".to_vec()));
+        }
+        self
+    }
+
+    fn add_search(&mut self, word: &[u8]) {
+        let search = match word {
+            b"built-in" => Search::BuiltIn,
+            b"external" => Search::External,
+            path => Search::Path(path.to_vec()),
+        };
+        self.searches.insert(0, search);
+    }
+
+    /// Parses one depmod.d file's text, appending kmod's messages (with
+    /// `file` and line numbers) to `diags`.
+    pub fn parse_file(
+        &mut self,
+        file: &str,
+        text: &[u8],
+        kernel_version: &[u8],
+        diags: &mut Vec<Diagnostic>,
+    ) {
+        for (linenum, line) in logical_lines(text) {
+            if line.is_empty() || line[0] == b'#' {
+                continue;
+            }
+            let mut words = line
+                .split(|&b| b == b' ' || b == b'\t')
+                .filter(|w| !w.is_empty());
+            let Some(cmd) = words.next() else { continue };
+            let ok = match cmd {
+                b"search" => {
+                    words.for_each(|w| self.add_search(w));
+                    true
+                }
+                b"override" => match (words.next(), words.next(), words.next()) {
+                    (Some(modname), Some(version), Some(subdir)) => {
+                        if kernel_matches(version, kernel_version) {
+                            let mut path = subdir.to_vec();
+                            path.push(b'/');
+                            path.extend_from_slice(modname);
+                            self.overrides.insert(0, path);
+                        } else {
+                            diags.push(Diagnostic::info(format!(
+                                "{file}:{linenum}: override kernel did not match {}",
+                                String::from_utf8_lossy(version)
+                            )));
+                        }
+                        true
+                    }
+                    _ => false,
+                },
+                b"external" => match (words.next(), words.next()) {
+                    (Some(version), Some(dir)) => {
+                        if kernel_matches(version, kernel_version) {
+                            self.externals.insert(0, dir.to_vec());
+                        } else {
+                            diags.push(Diagnostic::info(format!(
+                                "{file}:{linenum}: external directory did not match {}",
+                                String::from_utf8_lossy(version)
+                            )));
+                        }
+                        true
+                    }
+                    _ => false,
+                },
+                b"exclude" => {
+                    words.for_each(|w| self.excludes.insert(0, w.to_vec()));
+                    true
+                }
+                b"include" | b"make_map_files" => {
+                    diags.push(Diagnostic::info(format!(
+                        "{file}:{linenum}: command {} not implemented yet",
+                        String::from_utf8_lossy(cmd)
+                    )));
+                    true
+                }
+                _ => false,
+            };
+            if !ok {
+                diags.push(Diagnostic::error(format!(
+                    "{file}:{linenum}: ignoring bad line starting with '{}'",
+                    String::from_utf8_lossy(cmd)
+                )));
+            }
+        }
+    }
+}
+
+/// Logical lines as kmod's `freadline_wrapped` reads them: a backslash
+/// joins the next physical line (or just escapes the next byte), and each
+/// line is numbered by the physical line it *ends* on.
+fn logical_lines(text: &[u8]) -> Vec<(usize, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    let mut linenum = 0;
+    let mut bytes = text.iter().copied();
+    loop {
+        match bytes.next() {
+            None => {
+                if !buf.is_empty() {
+                    out.push((linenum + 1, std::mem::take(&mut buf)));
+                }
+                break;
+            }
+            Some(b'\n') => {
+                linenum += 1;
+                out.push((linenum, std::mem::take(&mut buf)));
+            }
+            Some(b'\\') => match bytes.next() {
+                Some(b'\n') => linenum += 1,
+                Some(other) => buf.push(other),
+                None => {}
+            },
+            Some(other) => buf.push(other),
+        }
+    }
+    // The rest of the program sees C strings: a NUL ends the line.
+    for (_, line) in &mut out {
+        if let Some(nul) = line.iter().position(|&b| b == 0) {
+            line.truncate(nul);
+        }
+    }
+    out
+}
+
+/// kmod matches a directive's kernel field as a POSIX extended regex
+/// (unanchored), with `*` meaning "any".
+fn kernel_matches(pattern: &[u8], kernel_version: &[u8]) -> bool {
+    if pattern == b"*" {
+        return true;
+    }
+    // An invalid pattern simply does not match, as when regcomp() fails.
+    std::str::from_utf8(pattern)
+        .ok()
+        .and_then(|p| regex::bytes::Regex::new(p).ok())
+        .is_some_and(|re| re.is_match(kernel_version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directives_prepend() {
+        let mut cfg = Config::default();
+        let mut diags = Vec::new();
+        cfg.parse_file(
+            "t.conf",
+            b"search updates built-in extra\nexclude a b\n# c\noverride m * sub\nbogus x\n",
+            b"6.1.0",
+            &mut diags,
+        );
+        assert_eq!(
+            cfg.searches,
+            vec![
+                Search::Path(b"extra".to_vec()),
+                Search::BuiltIn,
+                Search::Path(b"updates".to_vec())
+            ]
+        );
+        assert_eq!(cfg.excludes, vec![b"b".to_vec(), b"a".to_vec()]);
+        assert_eq!(cfg.overrides, vec![b"sub/m".to_vec()]);
+        assert_eq!(diags.len(), 1);
+        assert_eq!(
+            diags[0].message,
+            "t.conf:5: ignoring bad line starting with 'bogus'"
+        );
+    }
+
+    #[test]
+    fn continuation_lines() {
+        let lines = logical_lines(b"search a \\\nb\nexclude c\n");
+        assert_eq!(
+            lines,
+            vec![(2, b"search a b".to_vec()), (3, b"exclude c".to_vec())]
+        );
+    }
+}

@@ -1,0 +1,318 @@
+//! Dependency resolution: the symbol table, who needs whom, kmod's
+//! topological order, and its dependency-cycle report.
+
+use std::collections::{HashMap, HashSet};
+
+use super::hash_order::{sort_in_hash_order, SYMBOL_BUCKETS};
+use super::Diagnostic;
+use crate::module::ModuleMeta;
+
+/// A module ready for resolution, already in output order.
+pub struct LoadedModule {
+    pub name: Vec<u8>,
+    /// The path used in messages.
+    pub display_path: String,
+    pub meta: ModuleMeta,
+}
+
+/// Symbol options (`-P`, `-E`/`-F`, `-e`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SymbolOptions {
+    /// A prefix byte stripped from symbol names (`-P`); 0 when unset.
+    pub prefix: u8,
+    /// Compare CRCs against the kernel's (`-E Module.symvers`).
+    pub check_crcs: bool,
+    /// Warn about unknown symbols and CRC mismatches (`-e`).
+    pub report: bool,
+}
+
+/// A kernel-provided symbol, from Module.symvers or System.map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelSymbol {
+    pub name: Vec<u8>,
+    pub crc: u64,
+    /// Fake symbols are added with kmod's prefix already removed.
+    pub prefix_removed: bool,
+}
+
+struct SymbolEntry {
+    owner: Option<usize>,
+    crc: u64,
+}
+
+/// The result of resolution.
+pub struct Resolution {
+    /// Owned symbols in kmod's hash-table order: `(name, owner)`.
+    pub symbols: Vec<(Vec<u8>, usize)>,
+    /// For each module, all its (transitive) dependencies, in load order.
+    pub dependencies: Vec<Vec<usize>>,
+}
+
+/// Resolution failed because modules depend on each other in a loop.
+#[derive(Debug)]
+pub struct CycleError {
+    /// kmod's report lines, to print as errors.
+    pub report: Vec<Diagnostic>,
+}
+
+pub fn resolve(
+    modules: &[LoadedModule],
+    kernel: &[KernelSymbol],
+    opts: SymbolOptions,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<Resolution, CycleError> {
+    let symbols = build_symbol_table(modules, kernel, opts, diags);
+    let direct = direct_dependencies(modules, &symbols, opts, diags);
+    let load_rank = topological_rank(&direct).map_err(|remaining| CycleError {
+        report: report_cycles(modules, &direct, &remaining),
+    })?;
+
+    let mut owned: Vec<(Vec<u8>, usize)> = symbols
+        .into_iter()
+        .filter_map(|(name, entry)| entry.owner.map(|o| (name, o)))
+        .collect();
+    sort_in_hash_order(&mut owned, SYMBOL_BUCKETS, |entry: &(Vec<u8>, usize)| {
+        entry.0.clone()
+    });
+
+    let dependencies = (0..modules.len())
+        .map(|m| {
+            let mut all = closure(m, &direct);
+            all.sort_by_key(|&d| load_rank[d]);
+            all
+        })
+        .collect();
+    Ok(Resolution {
+        symbols: owned,
+        dependencies,
+    })
+}
+
+/// kmod adds symbols in order and a later one replaces an earlier one of the
+/// same name: kernel symbols first, then each module's exports.
+fn build_symbol_table(
+    modules: &[LoadedModule],
+    kernel: &[KernelSymbol],
+    opts: SymbolOptions,
+    diags: &mut Vec<Diagnostic>,
+) -> HashMap<Vec<u8>, SymbolEntry> {
+    let mut table = HashMap::new();
+    for sym in kernel {
+        let name = if sym.prefix_removed {
+            sym.name.as_slice()
+        } else {
+            strip_prefix(&sym.name, None, opts.prefix)
+        };
+        table.insert(
+            name.to_vec(),
+            SymbolEntry {
+                owner: None,
+                crc: sym.crc,
+            },
+        );
+    }
+    for (idx, module) in modules.iter().enumerate() {
+        match &module.meta.exports {
+            Some(Ok(exports)) => {
+                for e in exports {
+                    let name = strip_prefix(&e.name, e.name_after_empty.as_deref(), opts.prefix);
+                    table.insert(
+                        name.to_vec(),
+                        SymbolEntry {
+                            owner: Some(idx),
+                            crc: e.crc,
+                        },
+                    );
+                }
+            }
+            Some(Err(crate::module::LoadError::Elf(crate::module::elf::ElfError::NoData)))
+            | None => {}
+            Some(Err(e)) => diags.push(Diagnostic::error(format!(
+                "failed to load symbols from {}: {e}",
+                module.display_path
+            ))),
+        }
+    }
+    table
+}
+
+/// Strips the `-P` prefix byte. With no prefix set (0), kmod still "strips"
+/// the NUL of an empty name and so reads the string stored after it.
+fn strip_prefix<'a>(name: &'a [u8], after_empty: Option<&'a [u8]>, prefix: u8) -> &'a [u8] {
+    match name.first() {
+        Some(&first) if first == prefix => &name[1..],
+        None if prefix == 0 => after_empty.unwrap_or_default(),
+        _ => name,
+    }
+}
+
+/// Each module's direct dependencies, unique, in first-reference order.
+fn direct_dependencies(
+    modules: &[LoadedModule],
+    symbols: &HashMap<Vec<u8>, SymbolEntry>,
+    opts: SymbolOptions,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<Vec<usize>> {
+    modules
+        .iter()
+        .map(|module| {
+            let mut deps: Vec<usize> = Vec::new();
+            for import in module.meta.imports.iter().flatten() {
+                // ppc64 function descriptors: ".foo" is "foo".
+                let mut name = import.name.as_slice();
+                name = name.strip_prefix(b".").unwrap_or(name);
+                if opts.prefix != 0 {
+                    name = name.strip_prefix(&[opts.prefix]).unwrap_or(name);
+                }
+                let Some(sym) = symbols.get(name) else {
+                    if opts.report && !import.weak {
+                        diags.push(Diagnostic::warning(format!(
+                            "{} needs unknown symbol {}",
+                            module.display_path,
+                            String::from_utf8_lossy(&import.name)
+                        )));
+                    }
+                    continue;
+                };
+                if opts.check_crcs && sym.crc != import.crc && !import.weak && opts.report {
+                    diags.push(Diagnostic::warning(format!(
+                        "{} disagrees about version of symbol {}",
+                        module.display_path,
+                        String::from_utf8_lossy(&import.name)
+                    )));
+                }
+                if let Some(owner) = sym.owner {
+                    if !deps.contains(&owner) {
+                        deps.push(owner);
+                    }
+                }
+            }
+            deps
+        })
+        .collect()
+}
+
+/// kmod's topological sort: a stack of modules nobody needs, seeded in
+/// module order. Returns each module's rank (modules needed by others get
+/// higher ranks), or on a cycle the count of remaining users per module.
+fn topological_rank(direct: &[Vec<usize>]) -> Result<Vec<usize>, Vec<usize>> {
+    let n = direct.len();
+    let mut users = vec![0usize; n];
+    for deps in direct {
+        for &d in deps {
+            users[d] += 1;
+        }
+    }
+    let mut stack: Vec<usize> = (0..n).filter(|&i| users[i] == 0).collect();
+    let mut rank = vec![usize::MAX; n];
+    let mut sorted = 0;
+    while let Some(src) = stack.pop() {
+        rank[src] = sorted;
+        sorted += 1;
+        for &dst in &direct[src] {
+            users[dst] -= 1;
+            if users[dst] == 0 {
+                stack.push(dst);
+            }
+        }
+    }
+    if sorted < n {
+        Err(users)
+    } else {
+        Ok(rank)
+    }
+}
+
+fn closure(module: usize, direct: &[Vec<usize>]) -> Vec<usize> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    let mut todo: Vec<usize> = direct[module].iter().rev().copied().collect();
+    while let Some(m) = todo.pop() {
+        if seen.insert(m) {
+            out.push(m);
+            todo.extend(direct[m].iter().rev());
+        }
+    }
+    out
+}
+
+/// Reproduces kmod's cycle report: a depth-first walk from each module left
+/// over by the topological sort, printing every path that returns to its
+/// starting module, then the number of distinct modules on those paths.
+fn report_cycles(
+    modules: &[LoadedModule],
+    direct: &[Vec<usize>],
+    users: &[usize],
+) -> Vec<Diagnostic> {
+    struct Vertex {
+        module: usize,
+        parent: Option<usize>,
+        depth: usize,
+    }
+    let n = modules.len();
+    let name = |m: usize| String::from_utf8_lossy(&modules[m].name).into_owned();
+    let mut roots: Vec<usize> = (0..n).filter(|&i| users[i] > 0).collect();
+    let stack_capacity = roots.len();
+    let mut visited = vec![false; n];
+    let mut in_cycles: HashSet<usize> = HashSet::new();
+    let mut report = Vec::new();
+
+    while !roots.is_empty() {
+        let root = roots.remove(0);
+        let mut vertices = vec![Vertex {
+            module: root,
+            parent: None,
+            depth: 0,
+        }];
+        let mut stack = vec![0usize];
+        while let Some(v) = stack.pop() {
+            let m = vertices[v].module;
+            if visited[m] && m == root {
+                let mut path = Vec::new();
+                let mut p = vertices[v].parent;
+                while let Some(pv) = p {
+                    path.push(vertices[pv].module);
+                    in_cycles.insert(vertices[pv].module);
+                    p = vertices[pv].parent;
+                }
+                path.reverse();
+                roots.retain(|r| !path.contains(r));
+                let mut line: Vec<String> = path.iter().map(|&pm| name(pm)).collect();
+                line.push(name(m));
+                report.push(Diagnostic::error(format!(
+                    "Cycle detected: {}",
+                    line.join(" -> ")
+                )));
+                continue;
+            }
+            visited[m] = true;
+            if direct[m].is_empty() {
+                roots.retain(|&r| r != m);
+                continue;
+            }
+            // kmod would overflow its fixed stack here (an assertion aborts
+            // it), or walk a loop that excludes the root forever; stop with
+            // an explanation instead.
+            if stack.len() + direct[m].len() > stack_capacity || vertices[v].depth > n {
+                report.push(Diagnostic::error(format!(
+                    "dependency cycles are too tangled to list (kmod's depmod aborts here); modules involved include {}",
+                    name(m)
+                )));
+                return report;
+            }
+            for &dep in &direct[m] {
+                vertices.push(Vertex {
+                    module: dep,
+                    parent: Some(v),
+                    depth: vertices[v].depth + 1,
+                });
+                stack.push(vertices.len() - 1);
+            }
+        }
+    }
+    report.push(Diagnostic::error(format!(
+        "Found {} modules in dependency cycles!",
+        in_cycles.len()
+    )));
+    report
+}

@@ -1,0 +1,499 @@
+//! Renders every `modules.*` file from the resolved module set.
+
+use super::trie::{Layout, NonAsciiKey, Trie};
+use crate::depmod::Diagnostic;
+use crate::util::{c_string, fgets_chunks};
+
+/// One module as the index files need it, in output order.
+pub struct IndexedModule {
+    pub name: Vec<u8>,
+    /// Path written to modules.dep: relative to the module directory, or
+    /// absolute for modules outside it.
+    pub path: Vec<u8>,
+    pub aliases: Vec<Vec<u8>>,
+    pub softdeps: Vec<Vec<u8>>,
+    pub weakdeps: Vec<Vec<u8>>,
+    /// All dependencies, as indexes into the module list, in load order.
+    pub dependencies: Vec<usize>,
+}
+
+/// Inputs read from the module directory as they are.
+pub struct BuiltinInputs<'a> {
+    pub builtin: Option<&'a [u8]>,
+    pub builtin_modinfo: Option<&'a [u8]>,
+}
+
+/// Format choices that differ between kmod releases, plus `-w`.
+#[derive(Debug, Clone, Copy)]
+pub struct FileOptions {
+    pub layout: Layout,
+    /// kmod 33+ writes modules.weakdep.
+    pub weakdep: bool,
+    pub warn_duplicates: bool,
+}
+
+/// One output file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexFile {
+    pub name: &'static str,
+    pub bytes: Vec<u8>,
+}
+
+/// Renders all files in kmod's order, appending kmod's messages to `diags`.
+pub fn render(
+    modules: &[IndexedModule],
+    symbols: &[(Vec<u8>, usize)],
+    builtin: &BuiltinInputs<'_>,
+    opts: FileOptions,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<Vec<IndexFile>, NonAsciiKey> {
+    let mut files = Vec::new();
+    let mut add = |name: &'static str, bytes: Vec<u8>| files.push(IndexFile { name, bytes });
+    add("modules.dep", deps_text(modules));
+    add("modules.dep.bin", deps_bin(modules, opts, diags)?);
+    add("modules.alias", alias_text(modules));
+    add("modules.alias.bin", alias_bin(modules, opts, diags)?);
+    add(
+        "modules.softdep",
+        keyed_text(
+            modules,
+            b"# Soft dependencies extracted from modules themselves.\n",
+            b"softdep",
+            |m| &m.softdeps,
+        ),
+    );
+    if opts.weakdep {
+        add(
+            "modules.weakdep",
+            keyed_text(
+                modules,
+                b"# Weak dependencies extracted from modules themselves.\n",
+                b"weakdep",
+                |m| &m.weakdeps,
+            ),
+        );
+    }
+    add("modules.symbols", symbols_text(modules, symbols));
+    add(
+        "modules.symbols.bin",
+        symbols_bin(modules, symbols, opts, diags)?,
+    );
+    add(
+        "modules.builtin.bin",
+        builtin_bin(builtin.builtin, opts, diags)?,
+    );
+    add(
+        "modules.builtin.alias.bin",
+        builtin_alias_bin(builtin.builtin_modinfo, opts, diags)?,
+    );
+    add("modules.devname", devname_text(modules, diags));
+    Ok(files)
+}
+
+/// One modules.dep line without its newline: `path: dep dep ...`.
+fn dep_line(modules: &[IndexedModule], m: &IndexedModule) -> Vec<u8> {
+    let mut line = m.path.clone();
+    line.push(b':');
+    for &d in &m.dependencies {
+        line.push(b' ');
+        line.extend_from_slice(&modules[d].path);
+    }
+    line
+}
+
+fn deps_text(modules: &[IndexedModule]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for m in modules {
+        out.extend_from_slice(&dep_line(modules, m));
+        out.push(b'\n');
+    }
+    out
+}
+
+/// Inserts into a trie, warning about non-ASCII values as kmod does.
+fn insert(
+    trie: &mut Trie,
+    key: &[u8],
+    value: &[u8],
+    priority: u32,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<bool, NonAsciiKey> {
+    if let Some(&bad) = value.iter().find(|&&b| b >= 128) {
+        diags.push(Diagnostic::critical(format!(
+            "Module index: bad character '{}'=0x{:x} - only 7-bit ASCII is supported:\n{}",
+            char::from(bad),
+            bad,
+            String::from_utf8_lossy(value)
+        )));
+    }
+    trie.insert(key, value, priority)
+}
+
+fn deps_bin(
+    modules: &[IndexedModule],
+    opts: FileOptions,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<Vec<u8>, NonAsciiKey> {
+    let mut trie = Trie::new();
+    for (idx, m) in modules.iter().enumerate() {
+        let line = dep_line(modules, m);
+        if insert(&mut trie, &m.name, &line, idx as u32, diags)? && opts.warn_duplicates {
+            diags.push(Diagnostic::warning(format!(
+                "duplicate module deps:\n{}",
+                String::from_utf8_lossy(&line)
+            )));
+        }
+    }
+    Ok(trie.encode(opts.layout))
+}
+
+fn alias_text(modules: &[IndexedModule]) -> Vec<u8> {
+    let mut out = b"# Aliases extracted from modules themselves.\n".to_vec();
+    for m in modules {
+        for alias in &m.aliases {
+            out.extend_from_slice(b"alias ");
+            out.extend_from_slice(alias);
+            out.push(b' ');
+            out.extend_from_slice(&m.name);
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
+fn alias_bin(
+    modules: &[IndexedModule],
+    opts: FileOptions,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<Vec<u8>, NonAsciiKey> {
+    let mut trie = Trie::new();
+    for (idx, m) in modules.iter().enumerate() {
+        for alias in &m.aliases {
+            let Some(key) = normalize_alias(alias) else {
+                diags.push(Diagnostic::warning(format!(
+                    "Unmatched bracket in {}",
+                    String::from_utf8_lossy(alias)
+                )));
+                continue;
+            };
+            if insert(&mut trie, &key, &m.name, idx as u32, diags)? && opts.warn_duplicates {
+                diags.push(Diagnostic::warning(format!(
+                    "duplicate module alias:\n{} {}",
+                    String::from_utf8_lossy(&key),
+                    String::from_utf8_lossy(&m.name)
+                )));
+            }
+        }
+    }
+    Ok(trie.encode(opts.layout))
+}
+
+/// kmod's alias normalisation: `-` becomes `_` except inside `[...]`;
+/// `None` for an unmatched bracket. Like kmod, it reads at most
+/// `PATH_MAX - 1` bytes.
+pub fn normalize_alias(alias: &[u8]) -> Option<Vec<u8>> {
+    const LIMIT: usize = 4095;
+    let mut out = Vec::with_capacity(alias.len());
+    let mut i = 0;
+    while i < LIMIT && i < alias.len() {
+        match alias[i] {
+            b'-' => out.push(b'_'),
+            b']' => return None,
+            b'[' => {
+                let close = alias[i..].iter().position(|&b| b == b']')? + i;
+                out.extend_from_slice(&alias[i..=close]);
+                i = close;
+            }
+            other => out.push(other),
+        }
+        i += 1;
+    }
+    Some(out)
+}
+
+fn keyed_text(
+    modules: &[IndexedModule],
+    header: &[u8],
+    keyword: &[u8],
+    values: impl Fn(&IndexedModule) -> &Vec<Vec<u8>>,
+) -> Vec<u8> {
+    let mut out = header.to_vec();
+    for m in modules {
+        for value in values(m) {
+            out.extend_from_slice(keyword);
+            out.push(b' ');
+            out.extend_from_slice(&m.name);
+            out.push(b' ');
+            out.extend_from_slice(value);
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
+fn symbols_text(modules: &[IndexedModule], symbols: &[(Vec<u8>, usize)]) -> Vec<u8> {
+    let mut out = b"# Aliases for symbols, used by symbol_request().\n".to_vec();
+    for (name, owner) in symbols {
+        out.extend_from_slice(b"alias symbol:");
+        out.extend_from_slice(name);
+        out.push(b' ');
+        out.extend_from_slice(&modules[*owner].name);
+        out.push(b'\n');
+    }
+    out
+}
+
+fn symbols_bin(
+    modules: &[IndexedModule],
+    symbols: &[(Vec<u8>, usize)],
+    opts: FileOptions,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<Vec<u8>, NonAsciiKey> {
+    let mut trie = Trie::new();
+    for (name, owner) in symbols {
+        let mut key = b"symbol:".to_vec();
+        key.extend_from_slice(name);
+        let owner_name = &modules[*owner].name;
+        if insert(&mut trie, &key, owner_name, *owner as u32, diags)? && opts.warn_duplicates {
+            diags.push(Diagnostic::warning(format!(
+                "duplicate module syms:\n{} {}",
+                String::from_utf8_lossy(&key),
+                String::from_utf8_lossy(owner_name)
+            )));
+        }
+    }
+    Ok(trie.encode(opts.layout))
+}
+
+/// modules.builtin.bin; kmod writes an empty file when modules.builtin is
+/// missing.
+fn builtin_bin(
+    builtin: Option<&[u8]>,
+    opts: FileOptions,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<Vec<u8>, NonAsciiKey> {
+    let Some(text) = builtin else {
+        return Ok(Vec::new());
+    };
+    let mut trie = Trie::new();
+    // kmod keeps the previous name when a line has an empty file name.
+    let mut name: Option<Vec<u8>> = None;
+    for chunk in fgets_chunks(text, 4096) {
+        let line = c_string(chunk);
+        if !line.first().is_some_and(u8::is_ascii_alphabetic) {
+            diags.push(Diagnostic::error(format!(
+                "Invalid modules.builtin line: {}",
+                String::from_utf8_lossy(line)
+            )));
+            continue;
+        }
+        let base = &line[line.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1)..];
+        if !base.is_empty() {
+            name = Some(crate::depmod::discover::modname(base));
+        }
+        if let Some(name) = &name {
+            insert(&mut trie, name, b"", 0, diags)?;
+        }
+    }
+    Ok(trie.encode(opts.layout))
+}
+
+/// Reads like kmod's `flush_stream_to`: up to `end`, a NUL or EOF, at most
+/// `cap` bytes. Returns the bytes and whether `end` was what stopped it.
+fn read_field<'a>(
+    input: &'a [u8],
+    pos: &mut usize,
+    end: u8,
+    cap: usize,
+    diags: &mut Vec<Diagnostic>,
+) -> (&'a [u8], bool) {
+    let start = *pos;
+    while *pos < input.len() && *pos - start < cap && input[*pos] != end && input[*pos] != 0 {
+        *pos += 1;
+    }
+    let mut field = &input[start..*pos];
+    // The byte that stopped the read is consumed, even when it was only the
+    // buffer filling up.
+    let stop = input.get(*pos).copied();
+    if stop.is_some() {
+        *pos += 1;
+    }
+    if field.len() == cap {
+        diags.push(Diagnostic::warning(format!(
+            "Could not flush stream: 28. Partial content: {}",
+            String::from_utf8_lossy(field)
+        )));
+        field = &field[..cap - 1];
+    }
+    (field, stop == Some(end))
+}
+
+/// modules.builtin.alias.bin from the NUL-separated `name.key=value`
+/// records of modules.builtin.modinfo; empty when that file is missing.
+fn builtin_alias_bin(
+    modinfo: Option<&[u8]>,
+    opts: FileOptions,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<Vec<u8>, NonAsciiKey> {
+    const CAP: usize = 4096;
+    let Some(input) = modinfo else {
+        return Ok(Vec::new());
+    };
+    let mut trie = Trie::new();
+    let mut pos = 0;
+    while pos < input.len() {
+        let (module, ok) = read_field(input, &mut pos, b'.', CAP, diags);
+        if !ok || module.is_empty() {
+            continue;
+        }
+        let (key, ok) = read_field(input, &mut pos, b'=', CAP, diags);
+        if !ok || key != b"alias" {
+            // Skip the rest of the record.
+            while pos < input.len() {
+                pos += 1;
+                if input[pos - 1] == 0 {
+                    break;
+                }
+            }
+            continue;
+        }
+        let (value, ok) = read_field(input, &mut pos, 0, CAP, diags);
+        if !ok || value.is_empty() {
+            continue;
+        }
+        let Some(alias) = normalize_alias(value) else {
+            diags.push(Diagnostic::warning(format!(
+                "Unmatched bracket in {}",
+                String::from_utf8_lossy(value)
+            )));
+            continue;
+        };
+        insert(&mut trie, &alias, module, 0, diags)?;
+    }
+    Ok(trie.encode(opts.layout))
+}
+
+/// `sscanf(s, "PREFIX%u-%u")` as glibc does it.
+fn scan_major_minor(alias: &[u8], prefix: &[u8]) -> Option<(u32, u32)> {
+    let rest = alias.strip_prefix(prefix)?;
+    let (major, rest) = scan_unsigned(rest)?;
+    let rest = rest.strip_prefix(b"-")?;
+    let (minor, _) = scan_unsigned(rest)?;
+    Some((major, minor))
+}
+
+/// One `%u` conversion: optional blanks and sign, then decimal digits,
+/// converted like `strtoul` and truncated to `unsigned int`.
+fn scan_unsigned(s: &[u8]) -> Option<(u32, &[u8])> {
+    let mut i = s
+        .iter()
+        .take_while(|b| b" \t\n\x0b\x0c\r".contains(b))
+        .count();
+    let negative = match s.get(i) {
+        Some(b'-') => {
+            i += 1;
+            true
+        }
+        Some(b'+') => {
+            i += 1;
+            false
+        }
+        _ => false,
+    };
+    let digits = s[i..].iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    let value = s[i..i + digits].iter().try_fold(0u64, |acc, &d| {
+        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    });
+    let value = match value {
+        None => u64::MAX, // strtoul saturates
+        Some(v) if negative => v.wrapping_neg(),
+        Some(v) => v,
+    };
+    Some((value as u32, &s[i + digits..]))
+}
+
+fn devname_text(modules: &[IndexedModule], diags: &mut Vec<Diagnostic>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for m in modules {
+        let mut devname: Option<&[u8]> = None;
+        let mut node: Option<(u8, u32, u32)> = None;
+        for alias in &m.aliases {
+            if let Some(name) = alias.strip_prefix(b"devname:") {
+                devname = Some(name);
+            } else if let Some((major, minor)) = scan_major_minor(alias, b"char-major-") {
+                node = Some((b'c', major, minor));
+            } else if let Some((major, minor)) = scan_major_minor(alias, b"block-major-") {
+                node = Some((b'b', major, minor));
+            }
+            if node.is_some() && devname.is_some() {
+                break;
+            }
+        }
+        let Some(devname) = devname else { continue };
+        match node {
+            Some((kind, major, minor)) => {
+                if out.is_empty() {
+                    out.extend_from_slice(b"# Device nodes to trigger on-demand module loading.\n");
+                }
+                out.extend_from_slice(&m.name);
+                out.push(b' ');
+                out.extend_from_slice(devname);
+                out.extend_from_slice(format!(" {}{major}:{minor}\n", char::from(kind)).as_bytes());
+            }
+            None => diags.push(Diagnostic::error(format!(
+                "Module '{}' has devname ({}) but lacks major and minor information. Ignoring.",
+                String::from_utf8_lossy(&m.name),
+                String::from_utf8_lossy(devname)
+            ))),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alias_normalisation() {
+        assert_eq!(normalize_alias(b"a-b[0-9]-c").unwrap(), b"a_b[0-9]_c");
+        assert_eq!(normalize_alias(b"bad[abc"), None);
+        assert_eq!(normalize_alias(b"bad]"), None);
+    }
+
+    #[test]
+    fn scanf_unsigned() {
+        assert_eq!(
+            scan_major_minor(b"char-major-10-200", b"char-major-"),
+            Some((10, 200))
+        );
+        assert_eq!(scan_major_minor(b"char-major- 4-x", b"char-major-"), None);
+        assert_eq!(
+            scan_major_minor(b"char-major--1-2", b"char-major-"),
+            Some((u32::MAX, 2))
+        );
+        assert_eq!(
+            scan_major_minor(b"char-major-99999999999999999999-1", b"char-major-"),
+            Some((u32::MAX, 1))
+        );
+    }
+
+    #[test]
+    fn builtin_modinfo_records() {
+        let data = b"foo.alias=pci:v1-2\0foo.license=GPL\0bar.alias=x[a-b]\0.alias=y\0";
+        let opts = FileOptions {
+            layout: Layout::ParentFirst,
+            weakdep: true,
+            warn_duplicates: false,
+        };
+        let mut diags = Vec::new();
+        let bytes = builtin_alias_bin(Some(data), opts, &mut diags).unwrap();
+        let mut want = Trie::new();
+        want.insert(b"pci:v1_2", b"foo", 0).unwrap();
+        want.insert(b"x[a-b]", b"bar", 0).unwrap();
+        assert_eq!(bytes, want.encode(Layout::ParentFirst));
+    }
+}

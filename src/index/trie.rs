@@ -1,0 +1,342 @@
+//! The binary index format of `modules.*.bin` (kmod's "index v2.1").
+//!
+//! A radix trie: every node has an optional compressed prefix, an optional
+//! child table covering the byte range `first..=last`, and an optional list of
+//! `(priority, value)` pairs. Offsets are big-endian `u32`s whose top nibble
+//! flags which parts the target node has.
+//!
+//! Node *contents* are fully determined by the inserted keys and the order in
+//! which values were added, so we mirror kmod's insertion rules exactly
+//! (including where a value of equal priority lands). Node *placement* differs
+//! between kmod releases, see [`Layout`].
+
+use std::fmt;
+
+const MAGIC: u32 = 0xB007_F457;
+const VERSION: u32 = 0x0002_0001;
+const FLAG_PREFIX: u32 = 0x8000_0000;
+const FLAG_VALUES: u32 = 0x4000_0000;
+const FLAG_CHILDS: u32 = 0x2000_0000;
+/// Size of the file header: magic, version and root offset.
+const HEADER_LEN: u32 = 12;
+
+/// Where nodes are placed in the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// kmod 34 and later: each node before its children (pre-order).
+    ParentFirst,
+    /// kmod 33 and older: children before their parent (post-order).
+    ChildrenFirst,
+}
+
+/// A key byte outside 7-bit ASCII: kmod's child table has 128 slots, so such
+/// a key cannot be stored (kmod itself indexes out of bounds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NonAsciiKey {
+    pub key: Vec<u8>,
+}
+
+impl fmt::Display for NonAsciiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "index key {:?} has a byte outside 7-bit ASCII",
+            String::from_utf8_lossy(&self.key)
+        )
+    }
+}
+
+impl std::error::Error for NonAsciiKey {}
+
+#[derive(Default)]
+struct Node {
+    prefix: Vec<u8>,
+    /// Children sorted by their branch byte.
+    children: Vec<(u8, usize)>,
+    /// Values in file order: ascending priority, newest first among equals.
+    values: Vec<(u32, Vec<u8>)>,
+}
+
+/// An in-memory index, built by [`Trie::insert`] and encoded by [`Trie::encode`].
+pub struct Trie {
+    nodes: Vec<Node>,
+}
+
+impl Default for Trie {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Trie {
+    pub fn new() -> Self {
+        Trie {
+            nodes: vec![Node::default()],
+        }
+    }
+
+    /// Adds `value` under `key`. Returns `Ok(true)` when the key already held
+    /// an identical value (kmod reports these with `-w`).
+    pub fn insert(&mut self, key: &[u8], value: &[u8], priority: u32) -> Result<bool, NonAsciiKey> {
+        if key.iter().any(|&b| b >= 128) {
+            return Err(NonAsciiKey { key: key.to_vec() });
+        }
+        let mut node = 0;
+        let mut i = 0;
+        loop {
+            // Make the node's prefix a prefix of the rest of the key, splitting
+            // the node where they diverge.
+            let prefix_len = self.nodes[node].prefix.len();
+            let common = self.nodes[node]
+                .prefix
+                .iter()
+                .zip(&key[i..])
+                .take_while(|(a, b)| a == b)
+                .count();
+            if common < prefix_len {
+                self.split(node, common);
+            }
+            i += common;
+
+            let Some(&ch) = key.get(i) else {
+                return Ok(add_value(&mut self.nodes[node].values, value, priority));
+            };
+            match self.child(node, ch) {
+                Some(next) => {
+                    node = next;
+                    i += 1;
+                }
+                None => {
+                    let child = self.nodes.len();
+                    self.nodes.push(Node {
+                        prefix: key[i + 1..].to_vec(),
+                        children: Vec::new(),
+                        values: vec![(priority, value.to_vec())],
+                    });
+                    let children = &mut self.nodes[node].children;
+                    let pos = children.partition_point(|&(c, _)| c < ch);
+                    children.insert(pos, (ch, child));
+                    return Ok(false);
+                }
+            }
+        }
+    }
+
+    fn child(&self, node: usize, ch: u8) -> Option<usize> {
+        let children = &self.nodes[node].children;
+        children
+            .binary_search_by_key(&ch, |&(c, _)| c)
+            .ok()
+            .map(|pos| children[pos].1)
+    }
+
+    /// Splits `node` after `at` prefix bytes: the node keeps the head of its
+    /// prefix and gets a single child holding everything it had before.
+    fn split(&mut self, node: usize, at: usize) {
+        let old = std::mem::take(&mut self.nodes[node]);
+        let branch = old.prefix[at];
+        let tail = Node {
+            prefix: old.prefix[at + 1..].to_vec(),
+            children: old.children,
+            values: old.values,
+        };
+        let tail_id = self.nodes.len();
+        self.nodes.push(tail);
+        let head = &mut self.nodes[node];
+        head.prefix = old.prefix[..at].to_vec();
+        head.children = vec![(branch, tail_id)];
+    }
+
+    /// Encodes the index in kmod's file format with the given node layout.
+    pub fn encode(&self, layout: Layout) -> Vec<u8> {
+        let sizes = self.node_sizes();
+        let mut out =
+            Vec::with_capacity(sizes.iter().map(|s| s.total as usize).sum::<usize>() + 12);
+        out.extend_from_slice(&MAGIC.to_be_bytes());
+        out.extend_from_slice(&VERSION.to_be_bytes());
+        match layout {
+            Layout::ParentFirst => {
+                out.extend_from_slice(&(HEADER_LEN | self.flags(0)).to_be_bytes());
+                self.write_parent_first(0, HEADER_LEN, &sizes, &mut out);
+            }
+            Layout::ChildrenFirst => {
+                out.extend_from_slice(&[0; 4]);
+                let root = self.write_children_first(0, &mut out);
+                out[8..12].copy_from_slice(&root.to_be_bytes());
+            }
+        }
+        out
+    }
+
+    fn flags(&self, node: usize) -> u32 {
+        let n = &self.nodes[node];
+        let mut flags = 0;
+        if !n.children.is_empty() {
+            flags |= FLAG_CHILDS;
+        }
+        if !n.prefix.is_empty() {
+            flags |= FLAG_PREFIX;
+        }
+        if !n.values.is_empty() {
+            flags |= FLAG_VALUES;
+        }
+        flags
+    }
+
+    /// Byte size of each node alone and of its whole subtree.
+    fn node_sizes(&self) -> Vec<NodeSize> {
+        let mut sizes = vec![NodeSize::default(); self.nodes.len()];
+        // Post-order without recursion: a node is sized once all its
+        // children are (ids say nothing about depth after splits).
+        let mut stack = vec![(0usize, false)];
+        while let Some((id, children_done)) = stack.pop() {
+            let n = &self.nodes[id];
+            if !children_done {
+                stack.push((id, true));
+                stack.extend(n.children.iter().map(|&(_, c)| (c, false)));
+                continue;
+            }
+            let mut own = 0u32;
+            let mut total = 0u32;
+            if let (Some(first), Some(last)) = (n.children.first(), n.children.last()) {
+                own += 2 + 4 * (u32::from(last.0 - first.0) + 1);
+                total += n.children.iter().map(|&(_, c)| sizes[c].total).sum::<u32>();
+            }
+            if !n.prefix.is_empty() {
+                own += n.prefix.len() as u32 + 1;
+            }
+            if !n.values.is_empty() {
+                own += 4;
+                own += n
+                    .values
+                    .iter()
+                    .map(|(_, v)| 4 + v.len() as u32 + 1)
+                    .sum::<u32>();
+            }
+            sizes[id] = NodeSize {
+                own,
+                total: total + own,
+            };
+        }
+        sizes
+    }
+
+    fn write_parent_first(&self, id: usize, offset: u32, sizes: &[NodeSize], out: &mut Vec<u8>) {
+        let n = &self.nodes[id];
+        let mut child_offsets = Vec::new();
+        let mut next = offset + sizes[id].own;
+        for &(_, child) in &n.children {
+            child_offsets.push(next | self.flags(child));
+            next += sizes[child].total;
+        }
+        self.write_node_body(id, &child_offsets, out);
+        let mut next = offset + sizes[id].own;
+        for &(_, child) in &n.children {
+            self.write_parent_first(child, next, sizes, out);
+            next += sizes[child].total;
+        }
+    }
+
+    /// Writes the subtree of `id`, returning the flagged offset of `id`.
+    fn write_children_first(&self, id: usize, out: &mut Vec<u8>) -> u32 {
+        let child_offsets: Vec<u32> = self.nodes[id]
+            .children
+            .iter()
+            .map(|&(_, child)| self.write_children_first(child, out))
+            .collect();
+        let offset = out.len() as u32 | self.flags(id);
+        self.write_node_body(id, &child_offsets, out);
+        offset
+    }
+
+    /// Writes one node; `child_offsets` is parallel to `children`.
+    fn write_node_body(&self, id: usize, child_offsets: &[u32], out: &mut Vec<u8>) {
+        let n = &self.nodes[id];
+        if !n.prefix.is_empty() {
+            out.extend_from_slice(&n.prefix);
+            out.push(0);
+        }
+        if let (Some(first), Some(last)) = (n.children.first(), n.children.last()) {
+            out.push(first.0);
+            out.push(last.0);
+            let mut slots = n.children.iter().zip(child_offsets).peekable();
+            for ch in first.0..=last.0 {
+                match slots.next_if(|((c, _), _)| *c == ch) {
+                    Some((_, off)) => out.extend_from_slice(&off.to_be_bytes()),
+                    None => out.extend_from_slice(&[0; 4]),
+                }
+            }
+        }
+        if !n.values.is_empty() {
+            out.extend_from_slice(&(n.values.len() as u32).to_be_bytes());
+            for (priority, value) in &n.values {
+                out.extend_from_slice(&priority.to_be_bytes());
+                out.extend_from_slice(value);
+                out.push(0);
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct NodeSize {
+    own: u32,
+    total: u32,
+}
+
+/// Inserts before the first value whose priority is not lower, as kmod does;
+/// returns whether an identical value was already present.
+fn add_value(values: &mut Vec<(u32, Vec<u8>)>, value: &[u8], priority: u32) -> bool {
+    let duplicate = values.iter().any(|(_, v)| v == value);
+    let pos = values.partition_point(|(p, _)| *p < priority);
+    values.insert(pos, (priority, value.to_vec()));
+    duplicate
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_index_is_a_bare_root() {
+        let bytes = Trie::new().encode(Layout::ParentFirst);
+        assert_eq!(bytes, [0xB0, 0x07, 0xF4, 0x57, 0, 2, 0, 1, 0, 0, 0, 12]);
+        assert_eq!(Trie::new().encode(Layout::ChildrenFirst), bytes);
+    }
+
+    #[test]
+    fn single_key() {
+        let mut t = Trie::new();
+        assert_eq!(t.insert(b"ab", b"v", 3), Ok(false));
+        let bytes = t.encode(Layout::ParentFirst);
+        // root: childs flag, first='a', last='a', one offset.
+        let mut want = vec![0xB0, 0x07, 0xF4, 0x57, 0, 2, 0, 1];
+        want.extend_from_slice(&(12 | FLAG_CHILDS).to_be_bytes());
+        want.extend_from_slice(b"aa");
+        want.extend_from_slice(&(18 | FLAG_PREFIX | FLAG_VALUES).to_be_bytes());
+        want.extend_from_slice(b"b\0");
+        want.extend_from_slice(&1u32.to_be_bytes());
+        want.extend_from_slice(&3u32.to_be_bytes());
+        want.extend_from_slice(b"v\0");
+        assert_eq!(bytes, want);
+    }
+
+    #[test]
+    fn split_and_value_order() {
+        let mut t = Trie::new();
+        t.insert(b"abcd", b"x", 1).unwrap();
+        t.insert(b"ab", b"y", 5).unwrap();
+        t.insert(b"ab", b"z", 5).unwrap();
+        assert_eq!(t.insert(b"ab", b"w", 2), Ok(false));
+        assert_eq!(t.insert(b"ab", b"y", 9), Ok(true));
+        // Node "ab": values sorted by priority, newest first among equals.
+        let ab = t.nodes.iter().find(|n| n.values.len() == 4).unwrap();
+        let order: Vec<&[u8]> = ab.values.iter().map(|(_, v)| v.as_slice()).collect();
+        assert_eq!(order, [b"w".as_slice(), b"z", b"y", b"y"]);
+    }
+
+    #[test]
+    fn rejects_non_ascii_keys() {
+        assert!(Trie::new().insert(&[b'a', 0xc3], b"v", 0).is_err());
+    }
+}

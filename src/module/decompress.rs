@@ -1,0 +1,151 @@
+//! Module decompression, chosen by magic bytes as libkmod does (the file name
+//! does not matter: a `.ko.xz` holding a plain ELF is read as plain).
+
+use std::borrow::Cow;
+use std::io::Read;
+
+/// Why a module's payload could not be decompressed.
+#[derive(Debug, thiserror::Error)]
+pub enum DecompressError {
+    #[error("{format} data is corrupt: {reason}")]
+    Corrupt {
+        format: &'static str,
+        reason: String,
+    },
+    #[error("decompressed {format} data exceeds the limit of {limit} bytes")]
+    TooLarge { format: &'static str, limit: u64 },
+}
+
+const ZSTD_MAGIC: &[u8] = &[0x28, 0xB5, 0x2F, 0xFD];
+const XZ_MAGIC: &[u8] = &[0xFD, b'7', b'z', b'X', b'Z', 0];
+const GZIP_MAGIC: &[u8] = &[0x1F, 0x8B];
+
+/// The compression a payload uses, judged by its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Xz,
+    Zstd,
+}
+
+impl Compression {
+    pub fn detect(bytes: &[u8]) -> Self {
+        if bytes.starts_with(ZSTD_MAGIC) {
+            Compression::Zstd
+        } else if bytes.starts_with(XZ_MAGIC) {
+            Compression::Xz
+        } else if bytes.starts_with(GZIP_MAGIC) {
+            Compression::Gzip
+        } else {
+            Compression::None
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Compression::None => "plain",
+            Compression::Gzip => "gzip",
+            Compression::Xz => "xz",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// Returns the uncompressed payload, borrowing it when it was not compressed.
+/// `limit` caps the decompressed size so a hostile file cannot exhaust memory.
+pub fn decompress(bytes: &[u8], limit: u64) -> Result<Cow<'_, [u8]>, DecompressError> {
+    let format = Compression::detect(bytes);
+    let reader: Box<dyn Read + '_> = match format {
+        Compression::None => return Ok(Cow::Borrowed(bytes)),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(bytes)),
+        Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(bytes)),
+        Compression::Zstd => return decompress_zstd(bytes, limit).map(Cow::Owned),
+    };
+    read_capped(reader, format, limit).map(Cow::Owned)
+}
+
+/// libkmod sizes its buffer from the first frame's declared content size and
+/// decompresses everything into it, so a frame without a size (or with size
+/// 0), or more data than declared, is an error there; we reject the same.
+fn decompress_zstd(bytes: &[u8], limit: u64) -> Result<Vec<u8>, DecompressError> {
+    let corrupt = |reason: String| DecompressError::Corrupt {
+        format: "zstd",
+        reason,
+    };
+    let size = match zstd::zstd_safe::get_frame_content_size(bytes) {
+        Ok(Some(size)) if size > 0 => size,
+        _ => return Err(corrupt("Failed to determine decompression size".into())),
+    };
+    if size > limit {
+        return Err(DecompressError::TooLarge {
+            format: "zstd",
+            limit,
+        });
+    }
+    zstd::bulk::decompress(bytes, size as usize).map_err(|e| corrupt(e.to_string()))
+}
+
+pub(crate) fn read_capped(
+    reader: impl Read,
+    format: Compression,
+    limit: u64,
+) -> Result<Vec<u8>, DecompressError> {
+    let mut out = Vec::new();
+    // Read one byte past the limit to tell "exactly at" from "over".
+    reader
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| DecompressError::Corrupt {
+            format: format.name(),
+            reason: e.to_string(),
+        })?;
+    if out.len() as u64 > limit {
+        return Err(DecompressError::TooLarge {
+            format: format.name(),
+            limit,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn plain_is_borrowed() {
+        let data = b"\x7fELF plain";
+        assert!(matches!(decompress(data, 100).unwrap(), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn gzip_roundtrip_and_limit() {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(&[7u8; 1000]).unwrap();
+        let gz = enc.finish().unwrap();
+        assert_eq!(decompress(&gz, 1000).unwrap().len(), 1000);
+        assert!(matches!(
+            decompress(&gz, 999),
+            Err(DecompressError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn zstd_needs_a_declared_size() {
+        let with_size = zstd::bulk::compress(&[1u8; 500], 3).unwrap();
+        assert_eq!(decompress(&with_size, 1000).unwrap().len(), 500);
+        let mut streamed = Vec::new();
+        let mut enc = zstd::stream::write::Encoder::new(&mut streamed, 3).unwrap();
+        enc.write_all(&[1u8; 500]).unwrap();
+        enc.finish().unwrap();
+        assert!(decompress(&streamed, 1000).is_err());
+    }
+
+    #[test]
+    fn corrupt_zstd_is_an_error() {
+        let bad = [0x28, 0xB5, 0x2F, 0xFD, 0xff, 0xff, 0xff];
+        assert!(decompress(&bad, 100).is_err());
+    }
+}
