@@ -27,6 +27,9 @@ pub enum ElfError {
     NoData,
 }
 
+/// One `.modinfo` string as `(key, value)`.
+pub type ModinfoEntry<'a> = (&'a [u8], &'a [u8]);
+
 /// A symbol the module exports, with its CRC (0 when it has none).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Export<'a> {
@@ -125,7 +128,7 @@ impl<'a> ElfModule<'a> {
 
     /// The `key=value` strings of `.modinfo`, split as libkmod splits them:
     /// empty strings are skipped, and a string without `=` is both key and value.
-    pub fn modinfo(&self) -> Result<Vec<(&'a [u8], &'a [u8])>, ElfError> {
+    pub fn modinfo(&self) -> Result<Vec<ModinfoEntry<'a>>, ElfError> {
         let range = self.sections.modinfo.ok_or(ElfError::NoData)?;
         let bytes = skip_zero_padding(self.slice(range));
         if bytes.len() <= 1 {

@@ -1,0 +1,85 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs the kmodidx binary with `args`.
+pub fn kmodidx(args: &[&str]) -> Output {
+    kmodidx_env(args, &[])
+}
+
+pub fn kmodidx_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kmodidx"));
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run kmodidx")
+}
+
+/// Every `modules.*` file in `dir`, by name.
+pub fn index_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return files;
+    };
+    for entry in entries {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("modules.") {
+            files.insert(name, fs::read(entry.path()).unwrap());
+        }
+    }
+    files
+}
+
+/// Describes the first difference between two byte strings, or `None`.
+pub fn first_difference(want: &[u8], got: &[u8]) -> Option<String> {
+    if want == got {
+        return None;
+    }
+    let at = want
+        .iter()
+        .zip(got)
+        .position(|(a, b)| a != b)
+        .unwrap_or(want.len().min(got.len()));
+    Some(format!(
+        "differ at byte {at} (expected {} bytes, got {})",
+        want.len(),
+        got.len()
+    ))
+}
+
+/// Asserts that `got` holds exactly the files of `want`, byte for byte.
+pub fn assert_same_files(
+    what: &str,
+    want: &BTreeMap<String, Vec<u8>>,
+    got: &BTreeMap<String, Vec<u8>>,
+) {
+    let want_names: Vec<&String> = want.keys().collect();
+    let got_names: Vec<&String> = got.keys().collect();
+    assert_eq!(want_names, got_names, "{what}: different sets of files");
+    let mut problems = Vec::new();
+    for (name, bytes) in want {
+        if let Some(diff) = first_difference(bytes, &got[name]) {
+            problems.push(format!("{name}: {diff}"));
+        }
+    }
+    assert!(problems.is_empty(), "{what}:\n  {}", problems.join("\n  "));
+}
+
+/// The `depmod: ...` lines of a stderr capture.
+pub fn depmod_lines(stderr: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter(|l| l.starts_with("depmod: "))
+        .map(str::to_string)
+        .collect()
+}

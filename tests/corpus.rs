@@ -1,0 +1,199 @@
+//! Conformance on real kernels: every package in the shared corpus is
+//! unpacked and indexed, and each file is compared byte for byte with
+//!
+//! * depmod 34.2's reference output (`<corpus>/<version>/ref-34.2/`), in
+//!   the default mode, at one thread and at all threads;
+//! * Debian's depmod 30 run live on the same tree, with `--compat kmod30`.
+//!
+//! The corpus lives in `../shared/corpus` beside the repository, or where
+//! `KMODIDX_CORPUS` points. Without it these tests say so loudly and pass.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+fn corpus_dir() -> Option<PathBuf> {
+    let dir = match std::env::var_os("KMODIDX_CORPUS") {
+        Some(dir) => PathBuf::from(dir),
+        None => repo().join("../shared/corpus"),
+    };
+    if dir.join("debian").is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "\n*** SKIPPED: no kernel corpus at {} (set KMODIDX_CORPUS) ***\n",
+            dir.display()
+        );
+        None
+    }
+}
+
+/// An unpacked kernel package.
+struct Kernel {
+    _root: tempfile::TempDir,
+    root: PathBuf,
+    version: String,
+    reference: PathBuf,
+}
+
+fn unpack_all(corpus: &Path) -> Vec<Kernel> {
+    let mut debs: Vec<PathBuf> = fs::read_dir(corpus.join("debian"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "deb"))
+        .collect();
+    debs.sort();
+    assert!(!debs.is_empty(), "no .deb in {}", corpus.display());
+    debs.iter()
+        .map(|deb| {
+            let dir = tempfile::tempdir().unwrap();
+            let status = Command::new("dpkg-deb")
+                .arg("-x")
+                .arg(deb)
+                .arg(dir.path())
+                .status()
+                .expect("dpkg-deb is needed to unpack the corpus");
+            assert!(status.success(), "unpacking {}", deb.display());
+            let modules = dir.path().join("lib/modules");
+            let version = fs::read_dir(&modules)
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
+            let reference = corpus.join(&version).join("ref-34.2");
+            assert!(reference.is_dir(), "no reference output for {version}");
+            Kernel {
+                root: dir.path().to_path_buf(),
+                _root: dir,
+                version,
+                reference,
+            }
+        })
+        .collect()
+}
+
+fn build(
+    kernel: &Kernel,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let out = tempfile::tempdir().unwrap();
+    let mut args = vec![
+        "build",
+        "--from",
+        kernel.root.to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let run = kmodidx_env(&args, env);
+    assert!(
+        run.status.success(),
+        "kmodidx build failed for {}: {}",
+        kernel.version,
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        run.stderr.is_empty(),
+        "unexpected messages: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    index_files(&out.path().join("lib/modules").join(&kernel.version))
+}
+
+#[test]
+fn real_kernels_match_kmod34_and_debian_depmod30() {
+    let Some(corpus) = corpus_dir() else { return };
+    for kernel in unpack_all(&corpus) {
+        let reference = index_files(&kernel.reference);
+        assert_eq!(
+            reference.len(),
+            11,
+            "ref-34.2 of {} is incomplete",
+            kernel.version
+        );
+        let what = format!("{} vs ref-34.2", kernel.version);
+        assert_same_files(&what, &reference, &build(&kernel, &[], &[]));
+        let what = format!("{} vs ref-34.2 at one thread", kernel.version);
+        assert_same_files(
+            &what,
+            &reference,
+            &build(&kernel, &[], &[("RAYON_NUM_THREADS", "1")]),
+        );
+
+        let ours = build(&kernel, &["--compat", "kmod30"], &[]);
+        let Some(live) = run_debian_depmod(&kernel) else {
+            continue;
+        };
+        assert_eq!(live.len(), 10, "Debian's depmod wrote {} files", live.len());
+        assert_same_files(
+            &format!("{} vs live depmod 30", kernel.version),
+            &live,
+            &ours,
+        );
+    }
+}
+
+/// Runs Debian's depmod on a copy of the tree; returns what it wrote.
+/// Without Debian's depmod installed this is skipped loudly, except in CI
+/// (`CI` set), where .ci/run installs it and its absence is a failure.
+fn run_debian_depmod(kernel: &Kernel) -> Option<std::collections::BTreeMap<String, Vec<u8>>> {
+    let Some(depmod) = ["/usr/sbin/depmod", "/sbin/depmod"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.exists())
+    else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs Debian's depmod: apt-get install kmod"
+        );
+        eprintln!("\n*** SKIPPED live depmod 30 comparison: install Debian's kmod package ***\n");
+        return None;
+    };
+    let version = Command::new(depmod).arg("-V").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&version.stdout).contains("kmod version 30"),
+        "the live oracle must be kmod 30, found: {}",
+        String::from_utf8_lossy(&version.stdout)
+    );
+    let copy = tempfile::tempdir().unwrap();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(kernel.root.join("lib"))
+        .arg(copy.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let run = Command::new(depmod)
+        .args([
+            "-b",
+            copy.path().to_str().unwrap(),
+            "-C",
+            "/nonexistent",
+            &kernel.version,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "depmod failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let mut written = index_files(&copy.path().join("lib/modules").join(&kernel.version));
+    // The package's own inputs are not depmod output.
+    for input in [
+        "modules.order",
+        "modules.builtin",
+        "modules.builtin.modinfo",
+    ] {
+        written.remove(input);
+    }
+    Some(written)
+}
