@@ -11,7 +11,6 @@ use rayon::prelude::*;
 
 use crate::index::files::{self, BuiltinInputs, FileOptions, IndexFile, IndexedModule};
 use crate::index::trie::{Layout, NonAsciiKey};
-use crate::module::{LoadError, ModuleMeta};
 use crate::source::{join, Tree};
 use config::Config;
 use discover::ModuleDir;
@@ -208,10 +207,7 @@ pub fn run(req: &Request<'_>) -> Result<Outcome, DepmodError> {
         .par_iter()
         .map(|&i| {
             let f = &found[i];
-            let meta = match req.tree.read(&f.tree_path) {
-                Ok(bytes) => ModuleMeta::from_file_bytes(&bytes, req.decompress_limit),
-                Err(e) => ModuleMeta::failed(LoadError::Io(crate::util::io_reason(&e))),
-            };
+            let meta = req.tree.module_meta(&f.tree_path, req.decompress_limit);
             resolve::LoadedModule {
                 name: f.name.clone(),
                 display_path: String::from_utf8_lossy(&f.kmod_path).into_owned(),

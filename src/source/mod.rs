@@ -9,6 +9,8 @@ pub mod dir;
 use std::io;
 use std::ops::Deref;
 
+use crate::module::{LoadError, ModuleMeta};
+
 pub use dir::DirTree;
 
 /// What a directory entry is, after following symlinks.
@@ -61,6 +63,16 @@ pub trait Tree: Sync {
 
     /// A human-readable name for `path`, for messages.
     fn display(&self, path: &[u8]) -> String;
+
+    /// What depmod needs from the module file at `path`. By default the file
+    /// is read and parsed on demand; a tree that streams its input (an
+    /// archive) can parse modules as they go by and return the stored result.
+    fn module_meta(&self, path: &[u8], decompress_limit: u64) -> ModuleMeta {
+        match self.read(path) {
+            Ok(bytes) => ModuleMeta::from_file_bytes(&bytes, decompress_limit),
+            Err(e) => ModuleMeta::failed(LoadError::Io(crate::util::io_reason(&e))),
+        }
+    }
 }
 
 /// Joins tree-relative path pieces with `/`, skipping empty ones.
