@@ -40,6 +40,40 @@ pub fn c_string(chunk: &[u8]) -> &[u8] {
         .map_or(chunk, |nul| &chunk[..nul])
 }
 
+/// One scanf `%u` conversion: optional blanks and sign, then decimal
+/// digits, converted like `strtoul` (saturating, negatives wrap) and
+/// truncated to `unsigned int`. Returns the value and the rest.
+pub fn scan_unsigned(s: &[u8]) -> Option<(u32, &[u8])> {
+    let mut i = s
+        .iter()
+        .take_while(|b| b" \t\n\x0b\x0c\r".contains(b))
+        .count();
+    let negative = match s.get(i) {
+        Some(b'-') => {
+            i += 1;
+            true
+        }
+        Some(b'+') => {
+            i += 1;
+            false
+        }
+        _ => false,
+    };
+    let digits = s[i..].iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    let value = s[i..i + digits].iter().try_fold(0u64, |acc, &d| {
+        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    });
+    let value = match value {
+        None => u64::MAX,
+        Some(v) if negative => v.wrapping_neg(),
+        Some(v) => v,
+    };
+    Some((value as u32, &s[i + digits..]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

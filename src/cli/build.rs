@@ -88,10 +88,12 @@ pub fn run(args: &BuildArgs) -> Result<i32, String> {
         config: Config::default().with_defaults(),
         compat: args.compat.into(),
         symbols: SymbolOptions::default(),
-        kernel_symbols: Vec::new(),
+        kernel_symbols: None,
         warn_duplicates: false,
         decompress_limit: args.max_module_size.saturating_mul(1 << 20),
         external_in_tree: &no_externals,
+        explicit_modules: None,
+        text_only: false,
     };
     let outcome = match depmod::run(&request) {
         Ok(outcome) => outcome,

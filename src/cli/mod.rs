@@ -2,6 +2,8 @@
 //! library never prints; everything the user sees is formatted here.
 
 pub mod build;
+pub mod depmod;
+pub mod getopt;
 
 use std::io::Write;
 

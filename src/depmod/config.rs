@@ -5,6 +5,7 @@
 //! positions exactly as kmod does, quirks included.
 
 use crate::depmod::Diagnostic;
+use crate::source::{EntryKind, Tree};
 
 /// One `search` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,6 +172,119 @@ fn kernel_matches(pattern: &[u8], kernel_version: &[u8]) -> bool {
         .ok()
         .and_then(|p| regex::bytes::Regex::new(p).ok())
         .is_some_and(|re| re.is_match(kernel_version))
+}
+
+/// A place depmod.d files are read from: a directory (or single file) in
+/// some tree, named in messages as kmod would name it.
+pub struct ConfigLocation<'a> {
+    pub tree: &'a dyn Tree,
+    /// Path inside `tree`.
+    pub path: Vec<u8>,
+    /// The path kmod prints, such as `/etc/depmod.d`.
+    pub display: String,
+}
+
+/// kmod 34's configuration directories, in precedence order.
+pub const DEFAULT_CONFIG_DIRS: [&str; 5] = [
+    "/etc/depmod.d",
+    "/run/depmod.d",
+    "/usr/local/lib/depmod.d",
+    "/usr/lib/depmod.d",
+    "/lib/depmod.d",
+];
+
+/// Loads configuration as kmod does: every `*.conf` file of every location,
+/// one file per name (the first location holding a name wins), parsed in
+/// byte order of the names; then kmod's default search list if none was set.
+pub fn load(
+    locations: &[ConfigLocation<'_>],
+    kernel_version: &[u8],
+    diags: &mut Vec<Diagnostic>,
+) -> Config {
+    // (name, location index, path in tree, path for messages)
+    let mut files: Vec<(Vec<u8>, usize, Vec<u8>, String)> = Vec::new();
+    let mut add = |name: Vec<u8>, loc: usize, path: Vec<u8>, display: String| {
+        if let Err(pos) = files.binary_search_by(|f| f.0.as_slice().cmp(&name)) {
+            files.insert(pos, (name, loc, path, display));
+        }
+    };
+    for (i, loc) in locations.iter().enumerate() {
+        match loc.tree.kind(&loc.path) {
+            None => continue,
+            Some(EntryKind::Dir) => {}
+            Some(_) => {
+                let name = loc
+                    .path
+                    .rsplit(|&b| b == b'/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_vec();
+                add(name, i, loc.path.clone(), loc.display.clone());
+                continue;
+            }
+        }
+        let entries = match loc.tree.read_dir(&loc.path) {
+            Ok(entries) => entries,
+            Err(e) => {
+                diags.push(Diagnostic::error(format!(
+                    "files list {}: {}",
+                    loc.display,
+                    crate::util::io_reason(&e)
+                )));
+                continue;
+            }
+        };
+        for entry in entries {
+            let name_text = String::from_utf8_lossy(&entry.name);
+            if entry.name.first() == Some(&b'.') {
+                continue;
+            }
+            if entry.name.len() < 6 || !entry.name.ends_with(b".conf") {
+                diags.push(Diagnostic::info(format!(
+                    "All cfg files need .conf: {}/{name_text}",
+                    loc.display
+                )));
+                continue;
+            }
+            match entry.kind {
+                EntryKind::Dir => {
+                    diags.push(Diagnostic::error(format!(
+                        "Directories inside directories are not supported: {}/{name_text}",
+                        loc.display
+                    )));
+                    continue;
+                }
+                EntryKind::Other
+                    if loc
+                        .tree
+                        .kind(&crate::source::join(&[&loc.path, &entry.name]))
+                        .is_none() =>
+                {
+                    diags.push(Diagnostic::error(format!(
+                        "Cannot stat directory entry: {}{name_text}",
+                        loc.display
+                    )));
+                    continue;
+                }
+                _ => {}
+            }
+            let path = crate::source::join(&[&loc.path, &entry.name]);
+            let display = format!("{}/{name_text}", loc.display);
+            add(entry.name, i, path, display);
+        }
+    }
+
+    let mut config = Config::default();
+    for (_, loc, path, display) in &files {
+        match locations[*loc].tree.read(path) {
+            Ok(text) => config.parse_file(display, &text, kernel_version, diags),
+            Err(e) => diags.push(Diagnostic::error(format!(
+                "file parse {display}: {}",
+                crate::util::io_reason(&e)
+            ))),
+        }
+    }
+    config.with_defaults()
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod discover;
 pub mod hash_order;
+pub mod kernel_symbols;
 pub mod order;
 pub mod resolve;
 
@@ -56,6 +57,8 @@ pub enum Level {
     Error,
     Warning,
     Info,
+    /// depmod's verbose (`-v`) progress lines, which it prints to stdout.
+    Show,
 }
 
 impl Level {
@@ -66,41 +69,67 @@ impl Level {
             Level::Error => "ERROR",
             Level::Warning => "WARNING",
             Level::Info => "INFO",
+            Level::Show => "SHOW",
         }
     }
 }
 
-/// A message in kmod's words (without the `depmod: LEVEL: ` prefix).
+/// A message in kmod's words (without the `depmod: LEVEL: ` prefix), with
+/// the facts behind it for machine-readable reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
     pub level: Level,
     pub message: String,
+    pub kind: Option<Finding>,
+}
+
+/// The problems a pipeline may want to gate on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// A module needs a symbol nothing provides.
+    UnknownSymbol { module: String, symbol: String },
+    /// A module was built against a different version of a symbol.
+    CrcMismatch {
+        module: String,
+        symbol: String,
+        /// The CRC of the provider (kernel or module).
+        expected: u64,
+        /// The CRC recorded in the module's `__versions`.
+        found: u64,
+    },
+    /// A module file that could not be read or parsed.
+    UnreadableModule { module: String, reason: String },
+    /// Modules on a dependency cycle.
+    Cycle { modules: Vec<String> },
 }
 
 impl Diagnostic {
-    pub fn critical(message: String) -> Self {
+    fn new(level: Level, message: String) -> Self {
         Diagnostic {
-            level: Level::Critical,
+            level,
             message,
+            kind: None,
         }
+    }
+    pub fn critical(message: String) -> Self {
+        Self::new(Level::Critical, message)
     }
     pub fn error(message: String) -> Self {
-        Diagnostic {
-            level: Level::Error,
-            message,
-        }
+        Self::new(Level::Error, message)
     }
     pub fn warning(message: String) -> Self {
-        Diagnostic {
-            level: Level::Warning,
-            message,
-        }
+        Self::new(Level::Warning, message)
     }
     pub fn info(message: String) -> Self {
-        Diagnostic {
-            level: Level::Info,
-            message,
-        }
+        Self::new(Level::Info, message)
+    }
+    pub fn show(message: String) -> Self {
+        Self::new(Level::Show, message)
+    }
+    /// Attaches the structured facts behind the message.
+    pub fn with(mut self, finding: Finding) -> Self {
+        self.kind = Some(finding);
+        self
     }
 }
 
@@ -111,14 +140,20 @@ pub struct Request<'a> {
     pub config: Config,
     pub compat: Compat,
     pub symbols: SymbolOptions,
-    /// Symbols of the kernel image (from Module.symvers or System.map).
-    pub kernel_symbols: Vec<KernelSymbol>,
+    /// Symbols of the kernel image (from Module.symvers or System.map);
+    /// `None` when neither was given.
+    pub kernel_symbols: Option<Vec<KernelSymbol>>,
     /// `-w`: warn about duplicate index entries.
     pub warn_duplicates: bool,
     /// Largest decompressed module accepted, in bytes.
     pub decompress_limit: u64,
     /// Maps an `external` directory to its path in the tree, if it is there.
     pub external_in_tree: &'a (dyn Fn(&[u8]) -> Option<Vec<u8>> + Sync),
+    /// Index exactly these module files instead of searching (depmod's
+    /// `FILES...` operands).
+    pub explicit_modules: Option<Vec<discover::Found>>,
+    /// Render only the text files, as `depmod -n` prints them.
+    pub text_only: bool,
 }
 
 /// The files to write and the messages produced on the way.
@@ -216,7 +251,12 @@ pub fn run(req: &Request<'_>) -> Result<Outcome, DepmodError> {
         })
         .collect();
 
-    let resolution = match resolve::resolve(&loaded, &req.kernel_symbols, req.symbols, &mut diags) {
+    let resolution = match resolve::resolve(
+        &loaded,
+        req.kernel_symbols.as_deref(),
+        req.symbols,
+        &mut diags,
+    ) {
         Ok(r) => r,
         Err(cycle) => {
             diags.extend(cycle.report);
@@ -241,12 +281,21 @@ pub fn run(req: &Request<'_>) -> Result<Outcome, DepmodError> {
         })
         .collect();
 
-    let builtin = read_input(req, "modules.builtin", &mut diags);
-    let builtin_modinfo = read_input(req, "modules.builtin.modinfo", &mut diags);
+    // The binary indexes (and so the builtin inputs) are not part of the
+    // text-only output; kmod does not even open those inputs then.
+    let (builtin, builtin_modinfo) = if req.text_only {
+        (None, None)
+    } else {
+        (
+            read_input(req, "modules.builtin", &mut diags),
+            read_input(req, "modules.builtin.modinfo", &mut diags),
+        )
+    };
     let opts = FileOptions {
         layout: req.compat.layout(),
         weakdep: req.compat.writes_weakdep(),
         warn_duplicates: req.warn_duplicates,
+        text_only: req.text_only,
     };
     let inputs = BuiltinInputs {
         builtin: builtin.as_deref(),

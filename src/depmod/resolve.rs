@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::hash_order::{sort_in_hash_order, SYMBOL_BUCKETS};
-use super::Diagnostic;
+use super::{Diagnostic, Finding};
 use crate::module::ModuleMeta;
 
 /// A module ready for resolution, already in output order.
@@ -57,7 +57,7 @@ pub struct CycleError {
 
 pub fn resolve(
     modules: &[LoadedModule],
-    kernel: &[KernelSymbol],
+    kernel: Option<&[KernelSymbol]>,
     opts: SymbolOptions,
     diags: &mut Vec<Diagnostic>,
 ) -> Result<Resolution, CycleError> {
@@ -92,24 +92,28 @@ pub fn resolve(
 /// same name: kernel symbols first, then each module's exports.
 fn build_symbol_table(
     modules: &[LoadedModule],
-    kernel: &[KernelSymbol],
+    kernel: Option<&[KernelSymbol]>,
     opts: SymbolOptions,
     diags: &mut Vec<Diagnostic>,
 ) -> HashMap<Vec<u8>, SymbolEntry> {
     let mut table = HashMap::new();
-    for sym in kernel {
-        let name = if sym.prefix_removed {
-            sym.name.as_slice()
-        } else {
-            strip_prefix(&sym.name, None, opts.prefix)
-        };
-        table.insert(
-            name.to_vec(),
-            SymbolEntry {
-                owner: None,
-                crc: sym.crc,
-            },
-        );
+    let unowned = |crc| SymbolEntry { owner: None, crc };
+    if let Some(kernel) = kernel {
+        for sym in kernel {
+            let name = if sym.prefix_removed {
+                sym.name.as_slice()
+            } else {
+                strip_prefix(&sym.name, None, opts.prefix)
+            };
+            table.insert(name.to_vec(), unowned(sym.crc));
+        }
+        // Symbols the kernel's loader provides without exporting them; kmod
+        // adds these whenever it loaded kernel symbols.
+        table.insert(b"__this_module".to_vec(), unowned(0));
+        table.insert(b"_GLOBAL_OFFSET_TABLE_".to_vec(), unowned(0));
+        if lookup(&table, b"TOC.", opts.prefix).is_none() {
+            table.insert(b"TOC.".to_vec(), unowned(0));
+        }
     }
     for (idx, module) in modules.iter().enumerate() {
         match &module.meta.exports {
@@ -127,10 +131,16 @@ fn build_symbol_table(
             }
             Some(Err(crate::module::LoadError::Elf(crate::module::elf::ElfError::NoData)))
             | None => {}
-            Some(Err(e)) => diags.push(Diagnostic::error(format!(
-                "failed to load symbols from {}: {e}",
-                module.display_path
-            ))),
+            Some(Err(e)) => diags.push(
+                Diagnostic::error(format!(
+                    "failed to load symbols from {}: {e}",
+                    module.display_path
+                ))
+                .with(Finding::UnreadableModule {
+                    module: module.display_path.clone(),
+                    reason: e.to_string(),
+                }),
+            ),
         }
     }
     table
@@ -146,6 +156,35 @@ fn strip_prefix<'a>(name: &'a [u8], after_empty: Option<&'a [u8]>, prefix: u8) -
     }
 }
 
+/// kmod's symbol lookup: a leading `.` (ppc64 function descriptors: `.foo`
+/// is `foo`), then the `-P` prefix byte, are ignored.
+fn lookup<'t>(
+    table: &'t HashMap<Vec<u8>, SymbolEntry>,
+    name: &[u8],
+    prefix: u8,
+) -> Option<&'t SymbolEntry> {
+    let name = name.strip_prefix(b".").unwrap_or(name);
+    let name = match name.first() {
+        Some(&first) if first == prefix => &name[1..],
+        _ => name,
+    };
+    table.get(name)
+}
+
+fn lookup_entry<'t>(
+    table: &'t HashMap<Vec<u8>, SymbolEntry>,
+    name: &[u8],
+    prefix: u8,
+) -> Option<(&'t [u8], &'t SymbolEntry)> {
+    let entry = lookup(table, name, prefix)?;
+    let name = name.strip_prefix(b".").unwrap_or(name);
+    let key = match name.first() {
+        Some(&first) if first == prefix => &name[1..],
+        _ => name,
+    };
+    table.get_key_value(key).map(|(k, _)| (k.as_slice(), entry))
+}
+
 /// Each module's direct dependencies, unique, in first-reference order.
 fn direct_dependencies(
     modules: &[LoadedModule],
@@ -158,32 +197,45 @@ fn direct_dependencies(
         .map(|module| {
             let mut deps: Vec<usize> = Vec::new();
             for import in module.meta.imports.iter().flatten() {
-                // ppc64 function descriptors: ".foo" is "foo".
-                let mut name = import.name.as_slice();
-                name = name.strip_prefix(b".").unwrap_or(name);
-                if opts.prefix != 0 {
-                    name = name.strip_prefix(&[opts.prefix]).unwrap_or(name);
-                }
-                let Some(sym) = symbols.get(name) else {
+                let symbol = String::from_utf8_lossy(&import.name);
+                let Some((key, sym)) = lookup_entry(symbols, &import.name, opts.prefix) else {
                     if opts.report && !import.weak {
-                        diags.push(Diagnostic::warning(format!(
-                            "{} needs unknown symbol {}",
-                            module.display_path,
-                            String::from_utf8_lossy(&import.name)
-                        )));
+                        diags.push(
+                            Diagnostic::warning(format!(
+                                "{} needs unknown symbol {symbol}",
+                                module.display_path
+                            ))
+                            .with(Finding::UnknownSymbol {
+                                module: module.display_path.clone(),
+                                symbol: symbol.into_owned(),
+                            }),
+                        );
                     }
                     continue;
                 };
                 if opts.check_crcs && sym.crc != import.crc && !import.weak && opts.report {
-                    diags.push(Diagnostic::warning(format!(
-                        "{} disagrees about version of symbol {}",
-                        module.display_path,
-                        String::from_utf8_lossy(&import.name)
-                    )));
+                    diags.push(
+                        Diagnostic::warning(format!(
+                            "{} disagrees about version of symbol {symbol}",
+                            module.display_path
+                        ))
+                        .with(Finding::CrcMismatch {
+                            module: module.display_path.clone(),
+                            symbol: symbol.clone().into_owned(),
+                            expected: sym.crc,
+                            found: import.crc,
+                        }),
+                    );
                 }
                 if let Some(owner) = sym.owner {
                     if !deps.contains(&owner) {
                         deps.push(owner);
+                        diags.push(Diagnostic::show(format!(
+                            "{} needs \"{}\": {}",
+                            module.display_path,
+                            String::from_utf8_lossy(key),
+                            modules[owner].display_path
+                        )));
                     }
                 }
             }

@@ -2,7 +2,7 @@
 
 use super::trie::{Layout, NonAsciiKey, Trie};
 use crate::depmod::Diagnostic;
-use crate::util::{c_string, fgets_chunks};
+use crate::util::{c_string, fgets_chunks, scan_unsigned};
 
 /// One module as the index files need it, in output order.
 pub struct IndexedModule {
@@ -30,6 +30,8 @@ pub struct FileOptions {
     /// kmod 33+ writes modules.weakdep.
     pub weakdep: bool,
     pub warn_duplicates: bool,
+    /// Only the text files (`depmod -n`); the binary ones are not rendered.
+    pub text_only: bool,
 }
 
 /// One output file.
@@ -49,10 +51,15 @@ pub fn render(
 ) -> Result<Vec<IndexFile>, NonAsciiKey> {
     let mut files = Vec::new();
     let mut add = |name: &'static str, bytes: Vec<u8>| files.push(IndexFile { name, bytes });
+    let binary = !opts.text_only;
     add("modules.dep", deps_text(modules));
-    add("modules.dep.bin", deps_bin(modules, opts, diags)?);
+    if binary {
+        add("modules.dep.bin", deps_bin(modules, opts, diags)?);
+    }
     add("modules.alias", alias_text(modules));
-    add("modules.alias.bin", alias_bin(modules, opts, diags)?);
+    if binary {
+        add("modules.alias.bin", alias_bin(modules, opts, diags)?);
+    }
     add(
         "modules.softdep",
         keyed_text(
@@ -382,39 +389,6 @@ fn scan_major_minor(alias: &[u8], prefix: &[u8]) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
-/// One `%u` conversion: optional blanks and sign, then decimal digits,
-/// converted like `strtoul` and truncated to `unsigned int`.
-fn scan_unsigned(s: &[u8]) -> Option<(u32, &[u8])> {
-    let mut i = s
-        .iter()
-        .take_while(|b| b" \t\n\x0b\x0c\r".contains(b))
-        .count();
-    let negative = match s.get(i) {
-        Some(b'-') => {
-            i += 1;
-            true
-        }
-        Some(b'+') => {
-            i += 1;
-            false
-        }
-        _ => false,
-    };
-    let digits = s[i..].iter().take_while(|b| b.is_ascii_digit()).count();
-    if digits == 0 {
-        return None;
-    }
-    let value = s[i..i + digits].iter().try_fold(0u64, |acc, &d| {
-        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    });
-    let value = match value {
-        None => u64::MAX, // strtoul saturates
-        Some(v) if negative => v.wrapping_neg(),
-        Some(v) => v,
-    };
-    Some((value as u32, &s[i + digits..]))
-}
-
 fn devname_text(modules: &[IndexedModule], diags: &mut Vec<Diagnostic>) -> Vec<u8> {
     let mut out = Vec::new();
     for m in modules {
@@ -488,6 +462,7 @@ mod tests {
             layout: Layout::ParentFirst,
             weakdep: true,
             warn_duplicates: false,
+            text_only: false,
         };
         let mut diags = Vec::new();
         let bytes = builtin_alias_bin(Some(data), opts, &mut diags).unwrap();

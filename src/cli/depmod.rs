@@ -1,0 +1,592 @@
+//! `kmodidx depmod` (also answering as `depmod` through argv[0]): a drop-in
+//! for kmod 34.2's depmod, with its options, defaults, messages and exit
+//! statuses. It reads the host's depmod.d and `uname -r` as depmod does.
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::Write;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
+
+use kmodidx::depmod::config::{self, ConfigLocation, DEFAULT_CONFIG_DIRS};
+use kmodidx::depmod::discover::{modname, Found, ModuleDir};
+use kmodidx::depmod::kernel_symbols::{parse_symvers, parse_system_map};
+use kmodidx::depmod::{self, Compat, Diagnostic, Level, Request, SymbolOptions};
+use kmodidx::output;
+use kmodidx::source::DirTree;
+use kmodidx::util::{io_reason, scan_unsigned};
+
+use super::getopt::{self, OptSpec};
+
+/// kmod 34.2's options, in its table order (which getopt's ambiguity
+/// messages follow).
+const OPTIONS: &[OptSpec] = &[
+    OptSpec {
+        short: 'a',
+        long: "all",
+        takes_value: false,
+    },
+    OptSpec {
+        short: 'A',
+        long: "quick",
+        takes_value: false,
+    },
+    OptSpec {
+        short: 'b',
+        long: "basedir",
+        takes_value: true,
+    },
+    OptSpec {
+        short: 'm',
+        long: "moduledir",
+        takes_value: true,
+    },
+    OptSpec {
+        short: 'o',
+        long: "outdir",
+        takes_value: true,
+    },
+    OptSpec {
+        short: 'C',
+        long: "config",
+        takes_value: true,
+    },
+    OptSpec {
+        short: 'E',
+        long: "symvers",
+        takes_value: true,
+    },
+    OptSpec {
+        short: 'F',
+        long: "filesyms",
+        takes_value: true,
+    },
+    OptSpec {
+        short: 'e',
+        long: "errsyms",
+        takes_value: false,
+    },
+    OptSpec {
+        short: 'v',
+        long: "verbose",
+        takes_value: false,
+    },
+    OptSpec {
+        short: 'n',
+        long: "show",
+        takes_value: false,
+    },
+    OptSpec {
+        short: 'n',
+        long: "dry-run",
+        takes_value: false,
+    },
+    OptSpec {
+        short: 'P',
+        long: "symbol-prefix",
+        takes_value: true,
+    },
+    OptSpec {
+        short: 'w',
+        long: "warn",
+        takes_value: false,
+    },
+    OptSpec {
+        short: 'V',
+        long: "version",
+        takes_value: false,
+    },
+    OptSpec {
+        short: 'h',
+        long: "help",
+        takes_value: false,
+    },
+];
+
+/// Where kmod 34.2 looks for modules by default.
+const DEFAULT_MODULE_DIRECTORY: &str = "/lib/modules";
+const PATH_MAX: usize = 4096;
+const DECOMPRESS_LIMIT: u64 = 4 << 30;
+
+/// Settings gathered from the command line.
+struct Settings {
+    all: bool,
+    quick: bool,
+    root: Vec<u8>,
+    module_directory: Vec<u8>,
+    out_root: Option<Vec<u8>>,
+    config_paths: Vec<Vec<u8>>,
+    symvers: Option<Vec<u8>>,
+    system_map: Option<Vec<u8>>,
+    print_unknown: bool,
+    verbose: u32,
+    show: bool,
+    prefix: u8,
+    warn_duplicates: bool,
+}
+
+/// Prints messages as depmod would at this verbosity: errors and warnings
+/// always, INFO from `-vv`, the `-v` progress lines on stdout.
+fn emit(diags: &[Diagnostic], verbose: u32) {
+    let stderr = std::io::stderr();
+    let mut err = stderr.lock();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for d in diags {
+        match d.level {
+            Level::Show if verbose >= 1 => {
+                let _ = writeln!(out, "{}", d.message);
+            }
+            Level::Show => {}
+            Level::Info if verbose < 2 => {}
+            level => {
+                let _ = writeln!(err, "depmod: {}: {}", level.label(), d.message);
+            }
+        }
+    }
+}
+
+fn fail(diag: Diagnostic, verbose: u32) -> i32 {
+    emit(&[diag], verbose);
+    1
+}
+
+/// A hint for people, printed after kmod's own message on its own line so
+/// that kmod's output stays line-for-line identical.
+fn hint(text: &str) {
+    eprintln!("kmodidx: hint: {text}");
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `path_make_absolute_cwd`: absolute paths as given, others below the
+/// current directory (without normalising `.` or `..`).
+fn absolute(path: &[u8]) -> Vec<u8> {
+    if path.first() == Some(&b'/') {
+        return path.to_vec();
+    }
+    let cwd = std::env::current_dir()
+        .map(|p| p.into_os_string().into_vec())
+        .unwrap_or_default();
+    [cwd.as_slice(), b"/", path].concat()
+}
+
+/// `sscanf(version, "%u.%u") == 2`.
+fn is_version_number(version: &[u8]) -> bool {
+    scan_unsigned(version)
+        .and_then(|(_, rest)| rest.strip_prefix(b"."))
+        .and_then(scan_unsigned)
+        .is_some()
+}
+
+fn help(prog: &str) {
+    print!(
+        "Usage:\n\t{prog} -[aA] [options] [forced_version]\n\n\
+If no arguments (except options) are given, \"depmod -a\" is assumed\n\n\
+depmod will output a dependency list suitable for the modprobe utility.\n\n\
+Options:\n\
+\t-a, --all            Probe all modules\n\
+\t-A, --quick          Only does the work if there's a new module\n\
+\t-e, --errsyms        Report not supplied symbols\n\
+\t-n, --show           Write the dependency file on stdout only\n\
+\t-P, --symbol-prefix  Architecture symbol prefix\n\
+\t-C, --config=PATH    Read configuration from PATH\n\
+\t-v, --verbose        Enable verbose mode\n\
+\t-w, --warn           Warn on duplicates\n\
+\t-V, --version        show version\n\
+\t-h, --help           show this help\n\n\
+The following options are useful for people managing distributions:\n\
+\t-b, --basedir=DIR    Root path (default: /).\n\
+\t-m, --moduledir=DIR  Module directory (default: {DEFAULT_MODULE_DIRECTORY}).\n\
+\t-o, --outdir=DIR     Output root path (default: same as <basedir>).\n\
+\t-F, --filesyms=FILE  Use the file instead of the\n\
+\t                     current kernel symbols.\n\
+\t-E, --symvers=FILE   Use Module.symvers file to check\n\
+\t                     symbol versions.\n\n\
+kmodidx extension: KMODIDX_COMPAT=kmod34|kmod33|kmod30 selects the output format\n\
+(default kmod34).\n"
+    );
+}
+
+/// Runs the drop-in; returns the exit status.
+pub fn run(prog: &str, args: &[OsString]) -> i32 {
+    let parsed = getopt::parse(prog, args, OPTIONS);
+    let mut s = Settings {
+        all: false,
+        quick: false,
+        root: Vec::new(),
+        module_directory: DEFAULT_MODULE_DIRECTORY.as_bytes().to_vec(),
+        out_root: None,
+        config_paths: Vec::new(),
+        symvers: None,
+        system_map: None,
+        print_unknown: false,
+        verbose: 0,
+        show: false,
+        prefix: 0,
+        warn_duplicates: false,
+    };
+    for opt in &parsed.opts {
+        let opt = match opt {
+            Ok(opt) => opt,
+            Err(message) => {
+                eprintln!("{message}");
+                return 1;
+            }
+        };
+        let value = || {
+            opt.value
+                .as_ref()
+                .map(|v| v.as_bytes().to_vec())
+                .unwrap_or_default()
+        };
+        match opt.short {
+            'a' => s.all = true,
+            'A' => s.quick = true,
+            'b' => s.root = absolute(&value()),
+            'm' => s.module_directory = value(),
+            'o' => s.out_root = Some(absolute(&value())),
+            'C' => s.config_paths.push(value()),
+            'E' => s.symvers = Some(value()),
+            'F' => s.system_map = Some(value()),
+            'e' => s.print_unknown = true,
+            'v' => s.verbose += 1,
+            'n' => s.show = true,
+            'P' => {
+                let v = value();
+                if v.len() != 1 {
+                    return fail(
+                        Diagnostic::critical("-P only takes a single char".into()),
+                        s.verbose,
+                    );
+                }
+                s.prefix = v[0];
+            }
+            'w' => s.warn_duplicates = true,
+            'h' => {
+                help(prog.rsplit('/').next().unwrap_or(prog));
+                return 0;
+            }
+            'V' => {
+                println!("kmod version 34.2 (kmodidx {})", env!("CARGO_PKG_VERSION"));
+                println!("+ZSTD +XZ +ZLIB");
+                return 0;
+            }
+            _ => unreachable!("getopt only returns listed options"),
+        }
+    }
+    let compat = match std::env::var("KMODIDX_COMPAT").as_deref() {
+        Ok("kmod30") => Compat::Kmod30,
+        Ok("kmod33") => Compat::Kmod33,
+        _ => Compat::Kmod34,
+    };
+    run_with(s, parsed.operands, compat)
+}
+
+fn run_with(mut s: Settings, operands: Vec<OsString>, compat: Compat) -> i32 {
+    let verbose = s.verbose;
+    let mut operands = operands.into_iter().map(OsString::into_vec);
+    let version = match operands.next() {
+        Some(v) if is_version_number(&v) => v,
+        Some(v) => {
+            emit(
+                &[Diagnostic::error(format!(
+                    "Bad version passed {}",
+                    lossy(&v)
+                ))],
+                verbose,
+            );
+            if v.contains(&b'/') || v.ends_with(b".ko") || v.windows(4).any(|w| w == b".ko.") {
+                hint("a module path was given where the kernel version was expected; put the version first: depmod [options] VERSION [MODULE...]");
+            } else {
+                hint("the kernel version must start with two numbers, as in 6.1.0-13-amd64");
+            }
+            return 1;
+        }
+        None => match fs::read("/proc/sys/kernel/osrelease") {
+            Ok(release) => release.strip_suffix(b"\n").unwrap_or(&release).to_vec(),
+            Err(e) => {
+                return fail(
+                    Diagnostic::critical(format!("uname() failed: {}", io_reason(&e))),
+                    verbose,
+                )
+            }
+        },
+    };
+    let files: Vec<Vec<u8>> = operands.collect();
+
+    while s.module_directory.first() == Some(&b'/') {
+        s.module_directory.remove(0);
+    }
+    let join3 = |root: &[u8]| [root, b"/", &s.module_directory, b"/", &version].concat();
+    let dirname = join3(&s.root);
+    let outdirname = join3(s.out_root.as_deref().unwrap_or(&s.root));
+    for (dir, root) in [
+        (&dirname, &s.root),
+        (&outdirname, s.out_root.as_ref().unwrap_or(&s.root)),
+    ] {
+        if dir.len() >= PATH_MAX {
+            return fail(
+                Diagnostic::error(format!(
+                    "Bad directory {}/{}/{}: path too long",
+                    lossy(root),
+                    lossy(&s.module_directory),
+                    lossy(&version)
+                )),
+                verbose,
+            );
+        }
+    }
+    if files.is_empty() {
+        s.all = true;
+    }
+    if s.quick {
+        if s.show {
+            return 0;
+        }
+        let mut diags = Vec::new();
+        let fresh = index_up_to_date(&dirname, &mut diags);
+        emit(&diags, verbose);
+        if fresh {
+            return 0;
+        }
+        s.all = true;
+    }
+
+    let mut diags = Vec::new();
+    let kernel_symbols = match load_kernel_symbols(&s, &mut diags) {
+        Ok(symbols) => symbols,
+        Err(diag) => {
+            emit(&diags, verbose);
+            return fail(diag, verbose);
+        }
+    };
+    if kernel_symbols.is_none() && s.print_unknown {
+        diags.push(Diagnostic::warning("-e needs -E or -F".into()));
+        s.print_unknown = false;
+    }
+
+    let host = DirTree::new("/");
+    let in_host = |path: &[u8]| absolute(path).get(1..).map(<[u8]>::to_vec);
+    let (config, explicit) = if s.all {
+        let paths: Vec<Vec<u8>> = if s.config_paths.is_empty() {
+            DEFAULT_CONFIG_DIRS
+                .iter()
+                .map(|d| d.as_bytes().to_vec())
+                .collect()
+        } else {
+            s.config_paths.clone()
+        };
+        let locations: Vec<ConfigLocation<'_>> = paths
+            .iter()
+            .map(|p| ConfigLocation {
+                tree: &host,
+                path: in_host(p).unwrap_or_default(),
+                display: lossy(p),
+            })
+            .collect();
+        (config::load(&locations, &version, &mut diags), None)
+    } else {
+        match explicit_modules(&files, &dirname, &mut diags) {
+            Ok(found) => (config::Config::default().with_defaults(), Some(found)),
+            Err(diag) => {
+                emit(&diags, verbose);
+                return fail(diag, verbose);
+            }
+        }
+    };
+
+    let external_in_tree = |p: &[u8]| in_host(p);
+    let request = Request {
+        tree: &host,
+        module_dir: ModuleDir {
+            tree_path: dirname.get(1..).map(<[u8]>::to_vec).unwrap_or_default(),
+            kmod_path: dirname.clone(),
+        },
+        config,
+        compat,
+        symbols: SymbolOptions {
+            prefix: s.prefix,
+            check_crcs: s.symvers.is_some(),
+            report: s.print_unknown,
+        },
+        kernel_symbols,
+        warn_duplicates: s.warn_duplicates,
+        decompress_limit: DECOMPRESS_LIMIT,
+        external_in_tree: &external_in_tree,
+        explicit_modules: explicit,
+        text_only: s.show,
+    };
+    let outcome = match depmod::run(&request) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            emit(e.diagnostics(), verbose);
+            match &e {
+                depmod::DepmodError::ModuleDir(diag, _) => {
+                    let reason = diag.message.rsplit(": ").next().unwrap_or("").to_string();
+                    emit(
+                        &[
+                            diag.clone(),
+                            Diagnostic::critical(format!("could not search modules: {reason}")),
+                        ],
+                        verbose,
+                    );
+                }
+                depmod::DepmodError::TooManyModules { .. } => emit(
+                    &[Diagnostic::critical(
+                        "could not build module array: Numerical result out of range".into(),
+                    )],
+                    verbose,
+                ),
+                depmod::DepmodError::Cycle { .. } => {}
+                depmod::DepmodError::NonAscii { .. } => eprintln!("kmodidx: error: {e}"),
+            }
+            return 1;
+        }
+    };
+    emit(&outcome.diagnostics, verbose);
+
+    if s.show {
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        for file in &outcome.files {
+            let _ = out.write_all(&file.bytes);
+        }
+        return 0;
+    }
+    let out_dir = Path::new(std::ffi::OsStr::from_bytes(&outdirname));
+    match output::dir::write_files(out_dir, &outcome.files) {
+        Ok(()) => 0,
+        Err(e) => fail(Diagnostic::critical(e.to_string()), verbose),
+    }
+}
+
+/// `-E` or `-F`: the kernel's symbols, or `None` when neither was given.
+fn load_kernel_symbols(
+    s: &Settings,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<Option<Vec<depmod::KernelSymbol>>, Diagnostic> {
+    let (path, symvers) = match (&s.symvers, &s.system_map) {
+        (Some(p), _) => (p, true),
+        (None, Some(p)) => (p, false),
+        (None, None) => return Ok(None),
+    };
+    let name = lossy(path);
+    let text = fs::read(std::ffi::OsStr::from_bytes(path))
+        .map_err(|e| Diagnostic::critical(format!("could not load {name}: {}", io_reason(&e))))?;
+    Ok(Some(if symvers {
+        parse_symvers(&text, &name, diags)
+    } else {
+        parse_system_map(&text, &name, s.prefix, diags)
+    }))
+}
+
+/// depmod's `FILES...` mode: each file must be an absolute path to an
+/// existing module, and each module name may appear once.
+fn explicit_modules(
+    files: &[Vec<u8>],
+    dirname: &[u8],
+    diags: &mut Vec<Diagnostic>,
+) -> Result<Vec<Found>, Diagnostic> {
+    let mut found: Vec<Found> = Vec::new();
+    for path in files {
+        let shown = lossy(path);
+        if path.first() != Some(&b'/') {
+            hint("module files must be given as absolute paths, after the kernel version");
+            return Err(Diagnostic::critical(format!("{shown}: not absolute path.")));
+        }
+        if let Err(e) = fs::metadata(std::ffi::OsStr::from_bytes(path)) {
+            return Err(Diagnostic::critical(format!(
+                "could not create module {shown}: {}",
+                io_reason(&e)
+            )));
+        }
+        let file_name = path.rsplit(|&b| b == b'/').next().unwrap_or_default();
+        let name = modname(file_name);
+        if let Some(existing) = found.iter().find(|f| f.name == name) {
+            if existing.kmod_path == *path {
+                diags.push(Diagnostic::error(format!(
+                    "hash_add_unique {}: File exists",
+                    lossy(&name)
+                )));
+                return Err(Diagnostic::critical(format!(
+                    "could not add module {shown}: File exists"
+                )));
+            }
+            diags.push(Diagnostic::error(format!(
+                "kmod_module '{}' already exists with different path: new-path='{shown}' old-path='{}'",
+                lossy(&name),
+                lossy(&existing.kmod_path)
+            )));
+            return Err(Diagnostic::critical(format!(
+                "could not create module {shown}: File exists"
+            )));
+        }
+        let relpath = (path.starts_with(dirname) && path.get(dirname.len()) == Some(&b'/'))
+            .then(|| path[dirname.len() + 1..].to_vec());
+        found.push(Found {
+            name,
+            kmod_path: path.clone(),
+            relpath,
+            tree_path: path[1..].to_vec(),
+        });
+    }
+    Ok(found)
+}
+
+/// `-A`: true when no module under `dirname` is newer than its modules.dep.
+/// Problems are reported and mean "not up to date", as with kmod.
+fn index_up_to_date(dirname: &[u8], diags: &mut Vec<Diagnostic>) -> bool {
+    let dir = Path::new(std::ffi::OsStr::from_bytes(dirname));
+    let shown = lossy(dirname);
+    if let Err(e) = fs::read_dir(dir) {
+        diags.push(Diagnostic::error(format!(
+            "could not open directory {shown}: {}",
+            io_reason(&e)
+        )));
+        return false;
+    }
+    let dep_mtime = match fs::metadata(dir.join("modules.dep")).and_then(|m| m.modified()) {
+        Ok(t) => t,
+        Err(e) => {
+            diags.push(Diagnostic::error(format!(
+                "could not fstatat({shown}, modules.dep): {}",
+                io_reason(&e)
+            )));
+            return false;
+        }
+    };
+    !has_newer_module(dir, dep_mtime, 0)
+}
+
+fn has_newer_module(dir: &Path, than: std::time::SystemTime, depth: usize) -> bool {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return false;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if matches!(name.as_bytes(), b"build" | b"source") || depth > 64 {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(meta) = fs::metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            if has_newer_module(&path, than, depth + 1) {
+                return true;
+            }
+        } else if meta.is_file()
+            && [".ko", ".ko.gz", ".ko.xz", ".ko.zst"].iter().any(|ext| {
+                let n = name.as_bytes();
+                n.len() > ext.len() && n.ends_with(ext.as_bytes())
+            })
+            && meta.modified().is_ok_and(|m| m > than)
+        {
+            return true;
+        }
+    }
+    false
+}
