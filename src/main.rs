@@ -24,6 +24,10 @@ enum Command {
     /// Index the modules of a filesystem tree into an output directory,
     /// writing every modules.* file kmod's depmod writes.
     Build(cli::build::BuildArgs),
+    /// Check an output directory or archive against its manifest, or
+    /// (with --from) against a fresh build. Exit status: 0 when all
+    /// matches, 1 when something differs, 2 on errors.
+    Verify(cli::verify::VerifyArgs),
     /// Drop-in replacement for kmod's depmod, with its options and
     /// behaviour (see `kmodidx depmod -h`). Also used when kmodidx is
     /// invoked as `depmod`, for example through a symlink.
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Build(args) => cli::build::run(args),
+        Command::Verify(args) => cli::verify::run(args),
         Command::Depmod { args } => Ok(cli::depmod::run("depmod", args)),
     };
     match result {

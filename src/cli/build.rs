@@ -7,8 +7,15 @@ use clap::{Args, ValueEnum};
 use kmodidx::depmod::config::Config;
 use kmodidx::depmod::discover::ModuleDir;
 use kmodidx::depmod::{self, Compat, Level, Request, SymbolOptions};
-use kmodidx::output;
-use kmodidx::source::{join, DirTree, EntryKind, Tree};
+use std::io::Write;
+
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use kmodidx::output::manifest::{self, Manifest, ManifestFile, ManifestOptions, MANIFEST_NAME};
+use kmodidx::output::write::{self, FileSource, OutputFormat, Plan, PlannedFile};
+use kmodidx::source::record::Recording;
+use kmodidx::source::{join, open_input, ArchiveOptions, EntryKind, Input, Tree};
 
 /// Module directories kmodidx recognises, relative to the tree root.
 const MODULE_DIRS: [&str; 2] = ["lib/modules", "usr/lib/modules"];
@@ -35,14 +42,39 @@ impl From<CompatArg> for Compat {
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// Root of the filesystem tree that holds <module-dir>/<version>/.
-    #[arg(long, value_name = "DIR")]
+    /// The input: a directory holding <module-dir>/<version>/, or a tar
+    /// (ustar, GNU, pax) or cpio (newc, crc; concatenated archives too)
+    /// archive, optionally compressed with gzip, xz or zstd. The kind is
+    /// recognised from the content, not the name.
+    #[arg(long, value_name = "DIR|ARCHIVE")]
     pub from: PathBuf,
 
-    /// Directory to write <module-dir>/<version>/modules.* into.
-    #[arg(long, value_name = "OUTDIR")]
+    /// Where to write: a directory, or an archive whose form follows the
+    /// name (.tar, .tar.gz/.tgz, .tar.xz, .tar.zst, .cpio, .cpio.gz,
+    /// .cpio.xz, .cpio.zst).
+    #[arg(long, value_name = "PATH")]
     pub out: PathBuf,
 
+    /// Output form, overriding the guess from the --out name.
+    #[arg(long, value_name = "FORM", value_parser = parse_format)]
+    pub format: Option<OutputFormat>,
+
+    #[command(flatten)]
+    pub options: BuildOptions,
+
+    /// Write the manifest here instead of at the root of the output.
+    #[arg(long, value_name = "PATH", conflicts_with = "no_manifest")]
+    pub manifest: Option<PathBuf>,
+
+    /// Write no manifest.
+    #[arg(long)]
+    pub no_manifest: bool,
+}
+
+/// The options that decide what is written (recorded in the manifest, and
+/// reused by `verify --from`).
+#[derive(Debug, Clone, Args)]
+pub struct BuildOptions {
     /// Kernel version to index (needed when the tree holds several).
     #[arg(long, value_name = "V")]
     pub kernel_version: Option<String>,
@@ -56,41 +88,202 @@ pub struct BuildArgs {
     #[arg(long, value_enum, default_value = "kmod34")]
     pub compat: CompatArg,
 
+    /// Also copy the module tree (modules, modules.order, modules.builtin,
+    /// modules.builtin.modinfo) into the output, beside the index.
+    #[arg(long)]
+    pub staged: bool,
+
+    /// Timestamp of every output entry, in seconds since the epoch
+    /// [default: $SOURCE_DATE_EPOCH, else 0].
+    #[arg(long, value_name = "SECONDS")]
+    pub mtime: Option<u64>,
+
     /// Largest decompressed module to accept, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 1024)]
     pub max_module_size: u64,
+
+    /// Largest decompressed archive to read, in MiB (a guard against
+    /// decompression bombs).
+    #[arg(long, value_name = "MIB", default_value_t = 16384)]
+    pub max_input_size: u64,
+}
+
+fn parse_format(s: &str) -> Result<OutputFormat, String> {
+    OutputFormat::parse(s).ok_or_else(|| {
+        "expected one of dir, tar, tar.gz, tar.xz, tar.zst, cpio, cpio.gz, cpio.xz, cpio.zst"
+            .to_string()
+    })
+}
+
+impl BuildOptions {
+    /// The mtime to use: `--mtime`, else `SOURCE_DATE_EPOCH`, else 0.
+    pub fn resolved_mtime(&self) -> Result<u64, String> {
+        if let Some(t) = self.mtime {
+            return Ok(t);
+        }
+        match std::env::var("SOURCE_DATE_EPOCH") {
+            Ok(v) if !v.trim().is_empty() => v
+                .trim()
+                .parse()
+                .map_err(|_| format!("SOURCE_DATE_EPOCH={v:?} is not a whole number of seconds")),
+            _ => Ok(0),
+        }
+    }
+
+    fn compat_name(&self) -> &'static str {
+        match self.compat {
+            CompatArg::Kmod34 => "kmod34",
+            CompatArg::Kmod33 => "kmod33",
+            CompatArg::Kmod30 => "kmod30",
+        }
+    }
+
+    /// Options as recorded in a manifest.
+    pub fn from_manifest(
+        m: &Manifest,
+        max_module_size: u64,
+        max_input_size: u64,
+    ) -> Result<Self, String> {
+        let compat = match m.options.compat.as_str() {
+            "kmod34" => CompatArg::Kmod34,
+            "kmod33" => CompatArg::Kmod33,
+            "kmod30" => CompatArg::Kmod30,
+            other => {
+                return Err(format!(
+                    "the manifest names an unknown compat mode {other:?}"
+                ))
+            }
+        };
+        Ok(BuildOptions {
+            kernel_version: Some(m.kernel_version.clone()),
+            module_dir: Some(m.module_dir.clone()),
+            compat,
+            staged: m.options.staged,
+            mtime: Some(m.options.mtime),
+            max_module_size,
+            max_input_size,
+        })
+    }
+}
+
+/// What one build produces, before anything is written.
+pub struct Built {
+    pub input: Input,
+    pub plan: Plan,
+    pub manifest: Manifest,
 }
 
 /// Runs `build`; returns the process exit status.
 pub fn run(args: &BuildArgs) -> Result<i32, String> {
-    let tree = DirTree::new(&args.from);
-    if tree.kind(b"") != Some(EntryKind::Dir) {
-        return Err(format!("{}: not a directory", args.from.display()));
-    }
-    let (module_dir, version) = locate(&tree, args)?;
-    let out_dir = args.out.join(&module_dir).join(&version);
-    if same_place(&args.from.join(&module_dir).join(&version), &out_dir) {
+    let format = args
+        .format
+        .unwrap_or_else(|| OutputFormat::from_name(&args.out));
+    if same_place(&args.from, &args.out) {
         return Err(format!(
-            "--out {} would write into the input tree; kmodidx build never modifies its input (use `kmodidx depmod` for in-place updates)",
+            "--out {} is the input; kmodidx build never modifies its input (use `kmodidx depmod` for in-place updates)",
             args.out.display()
         ));
     }
+    let spill_dir = match args.out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let built = produce(&args.from, &args.options, Some(&spill_dir))?;
+    if built.input.is_dir() && format == OutputFormat::Dir {
+        let rel = format!(
+            "{}/{}",
+            built.manifest.module_dir, built.manifest.kernel_version
+        );
+        if same_place(&args.from.join(&rel), &args.out.join(&rel)) {
+            return Err(format!(
+                "--out {} would write into the input tree; kmodidx build never modifies its input (use `kmodidx depmod` for in-place updates)",
+                args.out.display()
+            ));
+        }
+    }
+    let mut plan = built.plan;
+    let manifest_bytes = built.manifest.to_bytes();
+    if !args.no_manifest && args.manifest.is_none() {
+        plan.files.push(planned(
+            MANIFEST_NAME.as_bytes().to_vec(),
+            0o644,
+            FileSource::Bytes(manifest_bytes.clone().into()),
+        ));
+        plan.sort();
+    }
+    let mtime = args.options.resolved_mtime()?;
+    write::write_output(&plan, built.input.tree(), format, &args.out, mtime)
+        .map_err(|e| e.to_string())?;
+    if let (Some(path), false) = (&args.manifest, args.no_manifest) {
+        write::write_file_atomically(path, |mut w| {
+            w.write_all(&manifest_bytes)
+                .and_then(|()| w.flush())
+                .map_err(|source| write::OutputError::Io {
+                    action: "cannot write",
+                    path: path.clone(),
+                    source,
+                })
+        })
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(0)
+}
+
+fn planned(path: Vec<u8>, mode: u32, source: FileSource) -> PlannedFile {
+    let (size, sha256) = match &source {
+        FileSource::Bytes(b) => (b.len() as u64, Sha256::digest(b).into()),
+        FileSource::Tree(_) => (0, [0; 32]),
+    };
+    PlannedFile {
+        path,
+        mode,
+        size,
+        sha256,
+        source,
+    }
+}
+
+/// Opens the input, runs the pipeline and plans the output. Messages are
+/// printed; a failure comes back as the error text.
+pub fn produce(
+    from: &Path,
+    opts: &BuildOptions,
+    spill_dir: Option<&Path>,
+) -> Result<Built, String> {
+    let archive_opts = ArchiveOptions {
+        max_input_size: opts.max_input_size.saturating_mul(1 << 20),
+        max_module_size: opts.max_module_size.saturating_mul(1 << 20),
+        spill_dir: if opts.staged {
+            spill_dir.map(Path::to_path_buf)
+        } else {
+            None
+        },
+        ..ArchiveOptions::default()
+    };
+    let input = open_input(from, &archive_opts).map_err(|e| e.to_string())?;
+    for note in input.notes() {
+        eprintln!("kmodidx: warning: {note}");
+    }
+    let tree = input.tree();
+    let (module_dir, version) = locate(tree, from, opts)?;
+    let mtime = opts.resolved_mtime()?;
 
     let tree_path = join(&[module_dir.as_bytes(), version.as_bytes()]);
     let kmod_path = [b"/", tree_path.as_slice()].concat();
+    let recording = Recording::new(tree);
     let no_externals = |_: &[u8]| None;
     let request = Request {
-        tree: &tree,
+        tree: &recording,
         module_dir: ModuleDir {
-            tree_path,
+            tree_path: tree_path.clone(),
             kmod_path,
         },
         config: Config::default().with_defaults(),
-        compat: args.compat.into(),
+        compat: opts.compat.into(),
         symbols: SymbolOptions::default(),
         kernel_symbols: None,
         warn_duplicates: false,
-        decompress_limit: args.max_module_size.saturating_mul(1 << 20),
+        decompress_limit: opts.max_module_size.saturating_mul(1 << 20),
         external_in_tree: &no_externals,
         explicit_modules: None,
         text_only: false,
@@ -103,8 +296,112 @@ pub fn run(args: &BuildArgs) -> Result<i32, String> {
         }
     };
     super::print_diagnostics(&outcome.diagnostics, Level::Warning);
-    output::dir::write_files(&out_dir, &outcome.files).map_err(|e| e.to_string())?;
-    Ok(0)
+
+    let mut plan = Plan::default();
+    for file in &outcome.files {
+        plan.files.push(planned(
+            join(&[&tree_path, file.name.as_bytes()]),
+            0o644,
+            FileSource::Bytes(file.bytes.clone().into()),
+        ));
+    }
+    if opts.staged {
+        let mut paths = Vec::new();
+        for name in [
+            "modules.order",
+            "modules.builtin",
+            "modules.builtin.modinfo",
+        ] {
+            let p = join(&[&tree_path, name.as_bytes()]);
+            if tree.kind(&p) == Some(EntryKind::File) {
+                paths.push(p);
+            }
+        }
+        staged_modules(tree, &tree_path, &mut paths);
+        let staged: Vec<PlannedFile> = paths
+            .par_iter()
+            .map(|p| {
+                let (size, sha256) = tree.digest(p).map_err(|e| {
+                    format!("{}: {}", tree.display(p), kmodidx::util::io_reason(&e))
+                })?;
+                Ok(PlannedFile {
+                    path: p.clone(),
+                    mode: if tree.executable(p) { 0o755 } else { 0o644 },
+                    size,
+                    sha256,
+                    source: FileSource::Tree(p.clone()),
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        plan.files.extend(staged);
+    }
+    plan.sort();
+
+    let used = recording.used();
+    let digests: Vec<(Vec<u8>, [u8; 32])> = used
+        .par_iter()
+        .map(|p| {
+            tree.digest(p)
+                .map(|(_, sha)| (p.clone(), sha))
+                .map_err(|e| format!("{}: {}", tree.display(p), kmodidx::util::io_reason(&e)))
+        })
+        .collect::<Result<_, String>>()?;
+    let manifest = Manifest {
+        schema: manifest::SCHEMA,
+        tool: format!("kmodidx {}", env!("CARGO_PKG_VERSION")),
+        kernel_version: version,
+        module_dir,
+        options: ManifestOptions {
+            compat: opts.compat_name().to_string(),
+            staged: opts.staged,
+            mtime,
+        },
+        input: manifest::input_digest(&digests),
+        files: plan
+            .files
+            .iter()
+            .map(|f| ManifestFile {
+                path: String::from_utf8_lossy(&f.path).into_owned(),
+                size: f.size,
+                mode: manifest::mode_text(f.mode),
+                sha256: manifest::hex(&f.sha256),
+            })
+            .collect(),
+    };
+    Ok(Built {
+        input,
+        plan,
+        manifest,
+    })
+}
+
+/// Every module file under the module directory, walked as discovery walks
+/// it (symlinks followed, `build` and `source` skipped).
+fn staged_modules(tree: &dyn Tree, dir: &[u8], out: &mut Vec<Vec<u8>>) {
+    const EXTENSIONS: [&[u8]; 4] = [b".ko", b".ko.gz", b".ko.xz", b".ko.zst"];
+    let Ok(entries) = tree.read_dir(dir) else {
+        return;
+    };
+    for entry in entries {
+        if matches!(entry.name.as_slice(), b"build" | b"source") {
+            continue;
+        }
+        let path = join(&[dir, &entry.name]);
+        if path.len() >= 4096 {
+            continue;
+        }
+        match entry.kind {
+            EntryKind::Dir => staged_modules(tree, &path, out),
+            EntryKind::File
+                if EXTENSIONS
+                    .iter()
+                    .any(|e| entry.name.len() > e.len() && entry.name.ends_with(e)) =>
+            {
+                out.push(path)
+            }
+            _ => {}
+        }
+    }
 }
 
 fn same_place(a: &Path, b: &Path) -> bool {
@@ -115,7 +412,7 @@ fn same_place(a: &Path, b: &Path) -> bool {
 }
 
 /// Finds the module directory and kernel version to index.
-fn locate(tree: &dyn Tree, args: &BuildArgs) -> Result<(String, String), String> {
+fn locate(tree: &dyn Tree, from: &Path, args: &BuildOptions) -> Result<(String, String), String> {
     let module_dirs: Vec<String> = match &args.module_dir {
         Some(dir) => vec![dir.trim_matches('/').to_string()],
         None => MODULE_DIRS
@@ -136,7 +433,7 @@ fn locate(tree: &dyn Tree, args: &BuildArgs) -> Result<(String, String), String>
             }
         }
     }
-    let root = args.from.display();
+    let root = from.display();
     match candidates.len() {
         1 => Ok(candidates.remove(0)),
         0 => Err(match &args.kernel_version {

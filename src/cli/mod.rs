@@ -4,6 +4,7 @@
 pub mod build;
 pub mod depmod;
 pub mod getopt;
+pub mod verify;
 
 use std::io::Write;
 

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::io::Read;
 
 /// Why a module's payload could not be decompressed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DecompressError {
     #[error("{format} data is corrupt: {reason}")]
     Corrupt {

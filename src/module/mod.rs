@@ -7,7 +7,7 @@ use decompress::DecompressError;
 use elf::{ElfError, ElfModule};
 
 /// Why a module's symbols could not be read.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum LoadError {
     #[error("{0}")]
     Io(String),
@@ -38,7 +38,7 @@ pub struct Import {
 
 /// Everything depmod uses from one module, extracted so the (possibly large,
 /// decompressed) image can be dropped right away.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ModuleMeta {
     /// `Err` is reported unless it only means "no export table".
     pub exports: Option<Result<Vec<Export>, LoadError>>,

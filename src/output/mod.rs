@@ -1,3 +1,6 @@
-//! Where the output goes.
+//! Where the output goes: a directory or an archive, with a manifest.
 
 pub mod dir;
+pub mod manifest;
+pub mod verify;
+pub mod write;

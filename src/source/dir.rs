@@ -94,4 +94,9 @@ impl Tree for DirTree {
     fn display(&self, path: &[u8]) -> String {
         self.host_path(path).display().to_string()
     }
+
+    fn executable(&self, path: &[u8]) -> bool {
+        use std::os::unix::fs::PermissionsExt;
+        fs::metadata(self.host_path(path)).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+    }
 }

@@ -4,14 +4,20 @@
 //! for directory listings and file contents by path relative to the tree's
 //! root, so a directory and an archive can stand behind the same interface.
 
+pub mod archive;
 pub mod dir;
+pub mod input;
+pub mod record;
+pub mod stream;
 
 use std::io;
 use std::ops::Deref;
 
 use crate::module::{LoadError, ModuleMeta};
 
+pub use archive::{ArchiveOptions, ArchiveTree};
 pub use dir::DirTree;
+pub use input::{open_input, Input, InputError};
 
 /// What a directory entry is, after following symlinks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +78,19 @@ pub trait Tree: Sync {
             Ok(bytes) => ModuleMeta::from_file_bytes(&bytes, decompress_limit),
             Err(e) => ModuleMeta::failed(LoadError::Io(crate::util::io_reason(&e))),
         }
+    }
+
+    /// Size and SHA-256 of the file at `path` (following symlinks). A
+    /// streaming tree computes them while its input goes by.
+    fn digest(&self, path: &[u8]) -> io::Result<(u64, [u8; 32])> {
+        use sha2::Digest;
+        let bytes = self.read(path)?;
+        Ok((bytes.len() as u64, sha2::Sha256::digest(&*bytes).into()))
+    }
+
+    /// Whether the file at `path` has an execute bit set.
+    fn executable(&self, _path: &[u8]) -> bool {
+        false
     }
 }
 

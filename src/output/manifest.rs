@@ -1,0 +1,126 @@
+//! `kmodidx.manifest.json`: what an output holds and what it was made from.
+
+use serde::{Deserialize, Serialize};
+
+/// Default name of the manifest at the root of an output.
+pub const MANIFEST_NAME: &str = "kmodidx.manifest.json";
+
+/// The schema version this kmodidx writes and understands.
+pub const SCHEMA: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Schema version ([`SCHEMA`]).
+    pub schema: u32,
+    /// `kmodidx <version>`.
+    pub tool: String,
+    pub kernel_version: String,
+    /// Module directory inside the tree, such as `lib/modules`.
+    pub module_dir: String,
+    pub options: ManifestOptions,
+    pub input: InputDigest,
+    /// Every regular file of the output except the manifest, sorted by path
+    /// bytes.
+    pub files: Vec<ManifestFile>,
+}
+
+/// Options that change what is written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestOptions {
+    /// `kmod34`, `kmod33` or `kmod30`.
+    pub compat: String,
+    /// Whether the module tree is copied beside the index.
+    pub staged: bool,
+    /// Timestamp given to every archive entry and output file.
+    pub mtime: u64,
+}
+
+/// The inputs the pipeline read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputDigest {
+    /// SHA-256 of the canonical list: one line per file read, sorted by
+    /// path bytes, `<sha256 hex>  <path>\n` (as `sha256sum` prints it).
+    pub sha256: String,
+    /// How many files the list holds.
+    pub files: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestFile {
+    /// Path relative to the output root, `/`-separated.
+    pub path: String,
+    pub size: u64,
+    /// Octal permission bits, such as `0644`.
+    pub mode: String,
+    /// Lowercase hex SHA-256 of the contents.
+    pub sha256: String,
+}
+
+/// Why a manifest could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("not valid manifest JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("manifest schema {found} is not supported (this kmodidx reads schema {SCHEMA})")]
+    Schema { found: u32 },
+}
+
+impl Manifest {
+    /// The exact bytes written: pretty JSON with a final newline.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(self).unwrap_or_default();
+        out.push(b'\n');
+        out
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+        #[derive(Deserialize)]
+        struct Probe {
+            schema: u32,
+        }
+        let probe: Probe = serde_json::from_slice(bytes)?;
+        if probe.schema != SCHEMA {
+            return Err(ManifestError::Schema {
+                found: probe.schema,
+            });
+        }
+        Ok(serde_json::from_slice(bytes)?)
+    }
+}
+
+/// `0644`-style text for permission bits.
+pub fn mode_text(mode: u32) -> String {
+    format!("{:04o}", mode & 0o7777)
+}
+
+/// The canonical input list and its digest, from `(path, sha256)` pairs.
+pub fn input_digest(files: &[(Vec<u8>, [u8; 32])]) -> InputDigest {
+    use sha2::Digest;
+    let mut sorted: Vec<&(Vec<u8>, [u8; 32])> = files.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut hasher = sha2::Sha256::new();
+    for (path, sha) in &sorted {
+        hasher.update(hex(sha).as_bytes());
+        hasher.update(b"  ");
+        hasher.update(path);
+        hasher.update(b"\n");
+    }
+    InputDigest {
+        sha256: hex(&hasher.finalize()),
+        files: sorted.len(),
+    }
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}

@@ -1,0 +1,749 @@
+//! A [`Tree`] read from a tar or cpio archive in one streaming pass.
+//!
+//! Nothing is extracted. While the archive goes by, every module under a
+//! `lib/modules/<version>/` or `usr/lib/modules/<version>/` directory is
+//! handed to a rayon worker that parses it into a small [`ModuleMeta`] and
+//! hashes it; its bytes are then dropped (or, when asked, appended to an
+//! anonymous spill file so that a staged output can copy them later). Small
+//! metadata files there and depmod.d configuration files are kept in memory.
+//! Everything else is remembered only as a name, a kind and a size.
+//!
+//! The archive is applied as extraction would apply it: entries are placed by
+//! resolving their parent directory through the symlinks seen so far (so
+//! `lib/modules/...` lands in `usr/lib/modules/...` after `lib -> usr/lib`),
+//! missing parents are created, a later entry replaces an earlier one, and
+//! hard links share their target's contents. Symlink targets, absolute or
+//! relative, are interpreted inside the archive: a link that would leave it
+//! is ignored (with a note), as is a loop.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rayon::iter::{ParallelBridge, ParallelIterator};
+use sha2::{Digest, Sha256};
+
+use super::stream::{
+    self, ArchiveError, ArchiveFormat, EntryError, RawEntry, RawKind, StreamCompression,
+};
+use super::{Contents, DirEntry, EntryKind, Tree};
+use crate::module::{LoadError, ModuleMeta};
+
+/// How deep symlink chains may go (the kernel's `MAXSYMLINKS`).
+const MAX_HOPS: u32 = 40;
+
+/// Directories whose small files are kept, besides the module directories.
+pub const CONFIG_DIRS: [&str; 5] = [
+    "etc/depmod.d",
+    "run/depmod.d",
+    "usr/local/lib/depmod.d",
+    "usr/lib/depmod.d",
+    "lib/depmod.d",
+];
+
+const MODULE_EXTENSIONS: [&[u8]; 4] = [b".ko", b".ko.gz", b".ko.xz", b".ko.zst"];
+
+/// How to read an archive.
+#[derive(Debug, Clone)]
+pub struct ArchiveOptions {
+    /// Cap on the whole decompressed stream, in bytes.
+    pub max_input_size: u64,
+    /// Cap on one module: its stored size and its decompressed image.
+    pub max_module_size: u64,
+    /// Largest non-module file kept in memory.
+    pub max_small_file: u64,
+    /// Further files to keep in memory (such as a Module.symvers), by path.
+    pub keep: Vec<Vec<u8>>,
+    /// Keep module bytes in an anonymous spill file in this directory, so
+    /// that [`Tree::read`] can return them later (for staged output).
+    pub spill_dir: Option<PathBuf>,
+}
+
+impl Default for ArchiveOptions {
+    fn default() -> Self {
+        ArchiveOptions {
+            max_input_size: 16 << 30,
+            max_module_size: 1 << 30,
+            max_small_file: 64 << 20,
+            keep: Vec::new(),
+            spill_dir: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum FileData {
+    Small(Arc<[u8]>),
+    /// Index into `modules`.
+    Module(usize),
+    /// Not needed by kmodidx, so not kept.
+    Unkept,
+}
+
+#[derive(Debug, Clone)]
+enum Node {
+    Dir,
+    File { data: FileData, mode: u32 },
+    Symlink(Vec<u8>),
+    Other,
+}
+
+struct ModuleSlot {
+    meta: ModuleMeta,
+    sha256: [u8; 32],
+    /// Offset of the bytes in the spill file.
+    spill: Option<u64>,
+    size: u64,
+}
+
+/// Why a path could not be resolved inside the archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Unresolved {
+    /// `..` above the root.
+    Escapes,
+    Loop,
+    /// A component on the way is missing: the canonical path of it.
+    Missing(Vec<u8>),
+    NotDir,
+}
+
+/// An archive seen as a read-only tree.
+pub struct ArchiveTree {
+    archive: PathBuf,
+    format: ArchiveFormat,
+    compression: StreamCompression,
+    nodes: HashMap<Vec<u8>, Node>,
+    children: HashMap<Vec<u8>, BTreeSet<Vec<u8>>>,
+    modules: Vec<ModuleSlot>,
+    spill: Option<std::fs::File>,
+    notes: Vec<String>,
+}
+
+fn components(path: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
+    path.split(|&b| b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+}
+
+fn join2(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    super::join(&[dir, name])
+}
+
+fn parent_of(path: &[u8]) -> (&[u8], &[u8]) {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (b"", path),
+    }
+}
+
+/// Normalises an entry name: no leading `/` or `./`, no `.` or empty
+/// components. `..` is refused: extraction tools refuse it too.
+fn normalize(raw: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    for c in components(raw) {
+        if c == b".." {
+            return Err("the path contains `..`; refusing to place it".into());
+        }
+        if !out.is_empty() {
+            out.push(b'/');
+        }
+        out.extend_from_slice(c);
+    }
+    Ok(out)
+}
+
+/// Whether a canonical path is a module under `[usr/]lib/modules/<v>/`.
+fn is_module_path(path: &[u8]) -> bool {
+    let name = parent_of(path).1;
+    in_module_dir(path)
+        && MODULE_EXTENSIONS
+            .iter()
+            .any(|ext| name.len() > ext.len() && name.ends_with(ext))
+}
+
+fn in_module_dir(path: &[u8]) -> bool {
+    let parts: Vec<&[u8]> = components(path).collect();
+    let rest = match parts.as_slice() {
+        [b"lib", b"modules", rest @ ..] => rest,
+        [b"usr", b"lib", b"modules", rest @ ..] => rest,
+        _ => return false,
+    };
+    rest.len() >= 2
+}
+
+fn in_config_dir(path: &[u8]) -> bool {
+    CONFIG_DIRS
+        .iter()
+        .any(|d| path.len() > d.len() && path.starts_with(d.as_bytes()) && path[d.len()] == b'/')
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What the streaming pass sends to the parsing workers.
+struct Job {
+    slot: usize,
+    bytes: Vec<u8>,
+}
+
+struct Builder<'a> {
+    opts: &'a ArchiveOptions,
+    nodes: HashMap<Vec<u8>, Node>,
+    /// Per module slot: size and spill offset; metadata comes from workers.
+    slots: Vec<(u64, Option<u64>)>,
+    /// Slots too large to read, with their failure.
+    failed: Vec<(usize, LoadError, [u8; 32])>,
+    spill: Option<(std::fs::File, u64)>,
+    /// cpio hard-link groups: identity to canonical paths.
+    links: HashMap<(u32, u32, u32, u32), Vec<Vec<u8>>>,
+    notes: Vec<String>,
+}
+
+impl Builder<'_> {
+    fn resolve(&self, path: &[u8], follow_last: bool) -> Result<Vec<u8>, Unresolved> {
+        resolve(&self.nodes, path, follow_last)
+    }
+
+    /// The canonical directory an entry's parent names, creating missing
+    /// directories as extraction does.
+    fn place(&mut self, path: &[u8]) -> Result<Vec<u8>, String> {
+        let (parent, name) = parent_of(path);
+        for _ in 0..=path.len() {
+            match self.resolve(parent, true) {
+                Ok(dir) => {
+                    return match self.nodes.get(&dir) {
+                        Some(Node::Dir) => Ok(join2(&dir, name)),
+                        _ => Err("its parent is not a directory".into()),
+                    }
+                }
+                Err(Unresolved::Missing(missing)) => {
+                    self.nodes.insert(missing, Node::Dir);
+                }
+                Err(Unresolved::Escapes) => {
+                    return Err(
+                        "its parent directory is a symlink that leads outside the archive".into(),
+                    )
+                }
+                Err(Unresolved::Loop) => {
+                    return Err("its parent directory is a symlink loop".into())
+                }
+                Err(Unresolved::NotDir) => return Err("its parent is not a directory".into()),
+            }
+        }
+        Err("cannot place it".into())
+    }
+
+    fn insert(&mut self, path: Vec<u8>, node: Node) {
+        if path.is_empty() {
+            // The root itself (`.` or `./`): always a directory.
+            return;
+        }
+        if let Some(Node::Dir) = self.nodes.get(&path) {
+            if matches!(node, Node::Dir) {
+                return;
+            }
+            // Replacing a directory removes what was inside, as `tar
+            // --recursive-unlink` or the kernel's unpacker would have to.
+            let prefix = [path.as_slice(), b"/"].concat();
+            self.nodes.retain(|k, _| !k.starts_with(&prefix));
+        }
+        self.nodes.insert(path, node);
+    }
+
+    fn read_all(data: &mut dyn Read, size: u64) -> io::Result<Vec<u8>> {
+        let mut bytes = Vec::with_capacity(usize::try_from(size.min(1 << 26)).unwrap_or(0));
+        data.read_to_end(&mut bytes)?;
+        Ok(bytes)
+    }
+
+    fn file_data(
+        &mut self,
+        path: &[u8],
+        module: bool,
+        entry: &mut RawEntry<'_>,
+        jobs: &std::sync::mpsc::SyncSender<Job>,
+    ) -> Result<FileData, EntryError> {
+        let size = entry.size;
+        if module {
+            let slot = self.slots.len();
+            if size > self.opts.max_module_size {
+                self.slots.push((size, None));
+                let mut hasher = Sha256::new();
+                io::copy(&mut entry.data, &mut HashWriter(&mut hasher))?;
+                self.failed.push((
+                    slot,
+                    LoadError::Io(format!(
+                        "module is {size} bytes, more than the limit of {} bytes",
+                        self.opts.max_module_size
+                    )),
+                    hasher.finalize().into(),
+                ));
+                return Ok(FileData::Module(slot));
+            }
+            let bytes = Self::read_all(&mut *entry.data, size)?;
+            let spill_at = match &mut self.spill {
+                Some((file, end)) => {
+                    let at = *end;
+                    file.write_all(&bytes)?;
+                    *end += bytes.len() as u64;
+                    Some(at)
+                }
+                None => None,
+            };
+            self.slots.push((size, spill_at));
+            jobs.send(Job { slot, bytes })
+                .map_err(|_| EntryError::Reject("module parser stopped".into()))?;
+            return Ok(FileData::Module(slot));
+        }
+        let keep = (in_module_dir(path)
+            || in_config_dir(path)
+            || self.opts.keep.iter().any(|k| k == path))
+            && size <= self.opts.max_small_file;
+        if keep {
+            let bytes = Self::read_all(&mut *entry.data, size)?;
+            Ok(FileData::Small(bytes.into()))
+        } else {
+            Ok(FileData::Unkept)
+        }
+    }
+
+    fn entry(
+        &mut self,
+        mut entry: RawEntry<'_>,
+        jobs: &std::sync::mpsc::SyncSender<Job>,
+    ) -> Result<(), EntryError> {
+        let name = normalize(entry.path).map_err(EntryError::Reject)?;
+        let shown = String::from_utf8_lossy(entry.path).into_owned();
+        if name.is_empty() {
+            return Ok(());
+        }
+        let path = match self.place(&name) {
+            Ok(p) => p,
+            Err(why) => {
+                self.notes.push(format!("ignoring `{shown}`: {why}"));
+                return Ok(());
+            }
+        };
+        match entry.kind.clone() {
+            RawKind::Dir => self.insert(path, Node::Dir),
+            RawKind::Symlink(target) => self.insert(path, Node::Symlink(target)),
+            RawKind::Other => self.insert(path, Node::Other),
+            RawKind::HardLink(target) => {
+                let target = normalize(&target).map_err(EntryError::Reject)?;
+                let node = self
+                    .resolve(&target, false)
+                    .ok()
+                    .and_then(|t| self.nodes.get(&t).cloned());
+                match node {
+                    Some(node @ (Node::File { .. } | Node::Symlink(_) | Node::Other)) => self.insert(path, node),
+                    _ => self.notes.push(format!(
+                        "ignoring hard link `{shown}`: its target `{}` is not an earlier file of the archive",
+                        String::from_utf8_lossy(&target)
+                    )),
+                }
+            }
+            RawKind::File => {
+                let mode = entry.mode;
+                let group = match entry.cpio_inode {
+                    Some((archive, major, minor, ino, nlink)) if nlink >= 2 => {
+                        Some((archive, major, minor, ino))
+                    }
+                    _ => None,
+                };
+                let members = group
+                    .and_then(|g| self.links.get(&g).cloned())
+                    .unwrap_or_default();
+                if !members.is_empty() && entry.size == 0 {
+                    // A cpio hard link without data: it shares the inode.
+                    let shared = members.iter().find_map(|m| match self.nodes.get(m) {
+                        Some(n @ Node::File { .. }) => Some(n.clone()),
+                        _ => None,
+                    });
+                    let node = shared.unwrap_or(Node::File {
+                        data: FileData::Small(Arc::from(&[][..])),
+                        mode,
+                    });
+                    self.insert(path.clone(), node);
+                } else {
+                    let module = is_module_path(&path) || members.iter().any(|m| is_module_path(m));
+                    let data = self.file_data(&path, module, &mut entry, jobs)?;
+                    let node = Node::File { data, mode };
+                    // Data carried by the last link belongs to every name.
+                    for m in &members {
+                        if matches!(self.nodes.get(m), Some(Node::File { .. })) {
+                            self.nodes.insert(m.clone(), node.clone());
+                        }
+                    }
+                    self.insert(path.clone(), node);
+                }
+                if let Some(g) = group {
+                    self.links.entry(g).or_default().push(path);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn resolve(
+    nodes: &HashMap<Vec<u8>, Node>,
+    path: &[u8],
+    follow_last: bool,
+) -> Result<Vec<u8>, Unresolved> {
+    let mut todo: Vec<Vec<u8>> = components(path).rev().map(<[u8]>::to_vec).collect();
+    let mut cur: Vec<Vec<u8>> = Vec::new();
+    let mut hops = 0;
+    while let Some(c) = todo.pop() {
+        if c == b".." {
+            if cur.pop().is_none() {
+                return Err(Unresolved::Escapes);
+            }
+            continue;
+        }
+        let mut cand = cur.join(&b'/');
+        if !cand.is_empty() {
+            cand.push(b'/');
+        }
+        cand.extend_from_slice(&c);
+        let last = todo.is_empty();
+        match nodes.get(&cand) {
+            Some(Node::Symlink(target)) if !last || follow_last => {
+                hops += 1;
+                if hops > MAX_HOPS {
+                    return Err(Unresolved::Loop);
+                }
+                if target.first() == Some(&b'/') {
+                    cur.clear();
+                }
+                todo.extend(components(target).rev().map(<[u8]>::to_vec));
+            }
+            Some(Node::Dir) | Some(Node::Symlink(_)) => cur.push(c),
+            Some(_) if last => cur.push(c),
+            Some(_) => return Err(Unresolved::NotDir),
+            None if last => cur.push(c),
+            None => return Err(Unresolved::Missing(cand)),
+        }
+    }
+    Ok(cur.join(&b'/'))
+}
+
+impl ArchiveTree {
+    /// Reads the archive at `path` in one pass.
+    pub fn open(path: &Path, opts: &ArchiveOptions) -> Result<ArchiveTree, ArchiveError> {
+        let spill = match &opts.spill_dir {
+            Some(dir) => Some((
+                tempfile::tempfile_in(dir).map_err(|source| ArchiveError::Open {
+                    archive: dir.clone(),
+                    source,
+                })?,
+                0u64,
+            )),
+            None => None,
+        };
+        let mut builder = Builder {
+            opts,
+            nodes: HashMap::new(),
+            slots: Vec::new(),
+            failed: Vec::new(),
+            spill,
+            links: HashMap::new(),
+            notes: Vec::new(),
+        };
+        builder.nodes.insert(Vec::new(), Node::Dir);
+        let limit = opts.max_module_size;
+        let workers = rayon::current_num_threads();
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(workers * 2 + 2);
+        let (result, parsed) = std::thread::scope(|s| {
+            let parser = s.spawn(move || {
+                rx.into_iter()
+                    .par_bridge()
+                    .map(|job| {
+                        let sha: [u8; 32] = Sha256::digest(&job.bytes).into();
+                        let meta = ModuleMeta::from_file_bytes(&job.bytes, limit);
+                        (job.slot, meta, sha)
+                    })
+                    .collect::<Vec<_>>()
+            });
+            let result =
+                stream::for_each_entry(path, opts.max_input_size, &mut |entry: RawEntry<'_>| {
+                    builder.entry(entry, &tx)
+                });
+            drop(tx);
+            (result, parser.join())
+        });
+        let (format, compression) = result?;
+        let parsed = parsed.unwrap_or_default();
+        let Builder {
+            nodes,
+            slots,
+            failed,
+            spill,
+            notes,
+            ..
+        } = builder;
+        let mut modules: Vec<Option<ModuleSlot>> = slots.iter().map(|_| None).collect();
+        for (slot, meta, sha256) in parsed {
+            modules[slot] = Some(ModuleSlot {
+                meta,
+                sha256,
+                spill: slots[slot].1,
+                size: slots[slot].0,
+            });
+        }
+        for (slot, error, sha256) in failed {
+            modules[slot] = Some(ModuleSlot {
+                meta: ModuleMeta::failed(error),
+                sha256,
+                spill: None,
+                size: slots[slot].0,
+            });
+        }
+        let modules = modules
+            .into_iter()
+            .map(|m| {
+                m.unwrap_or_else(|| ModuleSlot {
+                    meta: ModuleMeta::failed(LoadError::Io("module parser failed".into())),
+                    sha256: [0; 32],
+                    spill: None,
+                    size: 0,
+                })
+            })
+            .collect();
+        let mut tree = ArchiveTree {
+            archive: path.to_path_buf(),
+            format,
+            compression,
+            nodes,
+            children: HashMap::new(),
+            modules,
+            spill: spill.map(|(f, _)| f),
+            notes,
+        };
+        tree.finish();
+        Ok(tree)
+    }
+
+    fn finish(&mut self) {
+        for path in self.nodes.keys().filter(|p| !p.is_empty()) {
+            let (parent, name) = parent_of(path);
+            self.children
+                .entry(parent.to_vec())
+                .or_default()
+                .insert(name.to_vec());
+        }
+        let mut links: Vec<(&Vec<u8>, &Vec<u8>)> = self
+            .nodes
+            .iter()
+            .filter_map(|(p, n)| match n {
+                Node::Symlink(t) => Some((p, t)),
+                _ => None,
+            })
+            .collect();
+        links.sort();
+        for (path, target) in links {
+            let why = match resolve(&self.nodes, path, true) {
+                Err(Unresolved::Escapes) => "it points outside the archive",
+                Err(Unresolved::Loop) => "it is a symlink loop",
+                _ => continue,
+            };
+            self.notes.push(format!(
+                "ignoring symlink `{}` -> `{}`: {why}",
+                String::from_utf8_lossy(path),
+                String::from_utf8_lossy(target)
+            ));
+        }
+    }
+
+    /// Things worth telling the user: ignored entries and symlinks.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    pub fn format(&self) -> (ArchiveFormat, StreamCompression) {
+        (self.format, self.compression)
+    }
+
+    fn node(&self, path: &[u8]) -> io::Result<(Vec<u8>, &Node)> {
+        let canon = resolve(&self.nodes, path, true).map_err(|e| match e {
+            Unresolved::Loop => io::Error::other("Too many levels of symbolic links"),
+            Unresolved::NotDir => io::Error::other("Not a directory"),
+            Unresolved::Escapes => io::Error::other("symlink leads outside the archive"),
+            Unresolved::Missing(_) => io::Error::from(io::ErrorKind::NotFound),
+        })?;
+        match self.nodes.get(&canon) {
+            Some(node) => Ok((canon, node)),
+            None => Err(io::Error::from(io::ErrorKind::NotFound)),
+        }
+    }
+
+    fn kind_of(node: &Node) -> EntryKind {
+        match node {
+            Node::Dir => EntryKind::Dir,
+            Node::File { .. } => EntryKind::File,
+            _ => EntryKind::Other,
+        }
+    }
+}
+
+impl Tree for ArchiveTree {
+    fn read_dir(&self, path: &[u8]) -> io::Result<Vec<DirEntry>> {
+        let (canon, node) = self.node(path)?;
+        if !matches!(node, Node::Dir) {
+            return Err(io::Error::other("Not a directory"));
+        }
+        let Some(names) = self.children.get(&canon) else {
+            return Ok(Vec::new());
+        };
+        Ok(names
+            .iter()
+            .map(|name| DirEntry {
+                name: name.clone(),
+                kind: self.kind(&join2(&canon, name)).unwrap_or(EntryKind::Other),
+            })
+            .collect())
+    }
+
+    fn read(&self, path: &[u8]) -> io::Result<Contents> {
+        let (_, node) = self.node(path)?;
+        match node {
+            Node::File { data, .. } => match data {
+                FileData::Small(bytes) => Ok(Contents::Owned(bytes.to_vec())),
+                FileData::Module(slot) => {
+                    let m = &self.modules[*slot];
+                    match (&self.spill, m.spill) {
+                        (Some(file), Some(at)) => {
+                            use std::os::unix::fs::FileExt;
+                            let mut buf = vec![0u8; usize::try_from(m.size).map_err(io::Error::other)?];
+                            file.read_exact_at(&mut buf, at)?;
+                            Ok(Contents::Owned(buf))
+                        }
+                        _ => Err(io::Error::other("module contents were not kept from the archive")),
+                    }
+                }
+                FileData::Unkept => Err(io::Error::other(
+                    "contents were not kept from the archive (outside the directories kmodidx reads, or too large)",
+                )),
+            },
+            Node::Dir => Err(io::Error::other("Is a directory")),
+            _ => Err(io::Error::other("not a regular file")),
+        }
+    }
+
+    fn kind(&self, path: &[u8]) -> Option<EntryKind> {
+        self.node(path).ok().map(|(_, n)| Self::kind_of(n))
+    }
+
+    fn link_target(&self, path: &[u8]) -> Option<Vec<u8>> {
+        let canon = resolve(&self.nodes, path, false).ok()?;
+        match self.nodes.get(&canon) {
+            Some(Node::Symlink(t)) => Some(t.clone()),
+            _ => None,
+        }
+    }
+
+    fn display(&self, path: &[u8]) -> String {
+        format!(
+            "{}:{}",
+            self.archive.display(),
+            String::from_utf8_lossy(path)
+        )
+    }
+
+    fn module_meta(&self, path: &[u8], _decompress_limit: u64) -> ModuleMeta {
+        match self.node(path) {
+            Ok((_, Node::File { data: FileData::Module(slot), .. })) => self.modules[*slot].meta.clone(),
+            Ok(_) => ModuleMeta::failed(LoadError::Io(
+                "not read from the archive (modules are read only under lib/modules/<version>/ and usr/lib/modules/<version>/)".into(),
+            )),
+            Err(e) => ModuleMeta::failed(LoadError::Io(crate::util::io_reason(&e))),
+        }
+    }
+
+    fn digest(&self, path: &[u8]) -> io::Result<(u64, [u8; 32])> {
+        match self.node(path)? {
+            (
+                _,
+                Node::File {
+                    data: FileData::Module(slot),
+                    ..
+                },
+            ) => {
+                let m = &self.modules[*slot];
+                Ok((m.size, m.sha256))
+            }
+            _ => {
+                let bytes = self.read(path)?;
+                Ok((bytes.len() as u64, Sha256::digest(&*bytes).into()))
+            }
+        }
+    }
+
+    fn executable(&self, path: &[u8]) -> bool {
+        matches!(self.node(path), Ok((_, Node::File { mode, .. })) if mode & 0o111 != 0)
+    }
+}
+
+/// Lowercase hex of a digest.
+pub fn hex_digest(bytes: &[u8]) -> String {
+    hex(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nodes(list: &[(&str, Node)]) -> HashMap<Vec<u8>, Node> {
+        let mut m: HashMap<Vec<u8>, Node> = list
+            .iter()
+            .map(|(p, n)| (p.as_bytes().to_vec(), n.clone()))
+            .collect();
+        m.insert(Vec::new(), Node::Dir);
+        m
+    }
+
+    #[test]
+    fn resolves_inside_the_root() {
+        let n = nodes(&[
+            ("usr", Node::Dir),
+            ("usr/lib", Node::Dir),
+            ("lib", Node::Symlink(b"usr/lib".to_vec())),
+            ("abs", Node::Symlink(b"/usr/lib".to_vec())),
+            ("up", Node::Symlink(b"../etc".to_vec())),
+            ("loop", Node::Symlink(b"loop".to_vec())),
+        ]);
+        assert_eq!(
+            resolve(&n, b"lib/modules", true).unwrap(),
+            b"usr/lib/modules"
+        );
+        assert_eq!(resolve(&n, b"abs", true).unwrap(), b"usr/lib");
+        assert_eq!(resolve(&n, b"lib", false).unwrap(), b"lib");
+        assert_eq!(resolve(&n, b"up", true), Err(Unresolved::Escapes));
+        assert_eq!(resolve(&n, b"loop", true), Err(Unresolved::Loop));
+        assert_eq!(
+            resolve(&n, b"x/y", true),
+            Err(Unresolved::Missing(b"x".to_vec()))
+        );
+    }
+
+    #[test]
+    fn refuses_dotdot() {
+        assert!(normalize(b"a/../b").is_err());
+        assert_eq!(normalize(b"/./a//b/").unwrap(), b"a/b");
+        assert!(is_module_path(b"usr/lib/modules/6.1/kernel/a.ko.xz"));
+        assert!(!is_module_path(b"lib/modules/a.ko"));
+        assert!(in_config_dir(b"etc/depmod.d/x.conf"));
+    }
+}
