@@ -141,6 +141,51 @@ fn real_kernels_match_kmod34_and_debian_depmod30() {
     }
 }
 
+/// `ln -s kmodidx depmod && ./depmod -b ROOT VERSION` writes exactly the
+/// reference files into the tree, and `-e -E Module.symvers` stays silent on
+/// these kernels, as kmod does.
+#[test]
+fn drop_in_depmod_matches_kmod34_on_real_kernels() {
+    let Some(corpus) = corpus_dir() else { return };
+    let bin = tempfile::tempdir().unwrap();
+    let depmod = bin.path().join("depmod");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_kmodidx"), &depmod).unwrap();
+    for kernel in unpack_all(&corpus) {
+        let root = kernel.root.to_str().unwrap();
+        let symvers = corpus.join(&kernel.version).join("Module.symvers");
+        let runs: [Vec<&str>; 2] = [
+            vec!["-b", root, &kernel.version],
+            vec![
+                "-e",
+                "-E",
+                symvers.to_str().unwrap(),
+                "-b",
+                root,
+                &kernel.version,
+            ],
+        ];
+        for args in runs {
+            let run = Command::new(&depmod).args(&args).output().unwrap();
+            assert!(run.status.success(), "depmod {args:?} failed");
+            assert!(
+                run.stderr.is_empty() && run.stdout.is_empty(),
+                "depmod {args:?} printed: {}",
+                String::from_utf8_lossy(&run.stderr)
+            );
+            let mut written = index_files(&kernel.root.join("lib/modules").join(&kernel.version));
+            for input in [
+                "modules.order",
+                "modules.builtin",
+                "modules.builtin.modinfo",
+            ] {
+                written.remove(input);
+            }
+            let what = format!("{} depmod {args:?}", kernel.version);
+            assert_same_files(&what, &index_files(&kernel.reference), &written);
+        }
+    }
+}
+
 /// Runs Debian's depmod on a copy of the tree; returns what it wrote.
 /// Without Debian's depmod installed this is skipped loudly, except in CI
 /// (`CI` set), where .ci/run installs it and its absence is a failure.

@@ -204,9 +204,7 @@ The following options are useful for people managing distributions:\n\
 \t-F, --filesyms=FILE  Use the file instead of the\n\
 \t                     current kernel symbols.\n\
 \t-E, --symvers=FILE   Use Module.symvers file to check\n\
-\t                     symbol versions.\n\n\
-kmodidx extension: KMODIDX_COMPAT=kmod34|kmod33|kmod30 selects the output format\n\
-(default kmod34).\n"
+\t                     symbol versions.\n"
     );
 }
 
@@ -398,6 +396,8 @@ fn run_with(mut s: Settings, operands: Vec<OsString>, compat: Compat) -> i32 {
         }
     };
 
+    // Messages so far (symbol files, configuration) come before the run's.
+    emit(&diags, verbose);
     let external_in_tree = |p: &[u8]| in_host(p);
     let request = Request {
         tree: &host,

@@ -197,15 +197,18 @@ impl DepmodError {
 /// Runs the whole pipeline and returns the rendered files.
 pub fn run(req: &Request<'_>) -> Result<Outcome, DepmodError> {
     let mut diags = Vec::new();
-    let found = match discover::discover(
-        req.tree,
-        &req.module_dir,
-        &req.config,
-        req.external_in_tree,
-        &mut diags,
-    ) {
-        Ok(found) => found,
-        Err(fatal) => return Err(DepmodError::ModuleDir(fatal, diags)),
+    let found = match &req.explicit_modules {
+        Some(files) => files.clone(),
+        None => match discover::discover(
+            req.tree,
+            &req.module_dir,
+            &req.config,
+            req.external_in_tree,
+            &mut diags,
+        ) {
+            Ok(found) => found,
+            Err(fatal) => return Err(DepmodError::ModuleDir(fatal, diags)),
+        },
     };
     if found.len() >= usize::from(u16::MAX) {
         return Err(DepmodError::TooManyModules {

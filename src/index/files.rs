@@ -81,18 +81,20 @@ pub fn render(
         );
     }
     add("modules.symbols", symbols_text(modules, symbols));
-    add(
-        "modules.symbols.bin",
-        symbols_bin(modules, symbols, opts, diags)?,
-    );
-    add(
-        "modules.builtin.bin",
-        builtin_bin(builtin.builtin, opts, diags)?,
-    );
-    add(
-        "modules.builtin.alias.bin",
-        builtin_alias_bin(builtin.builtin_modinfo, opts, diags)?,
-    );
+    if binary {
+        add(
+            "modules.symbols.bin",
+            symbols_bin(modules, symbols, opts, diags)?,
+        );
+        add(
+            "modules.builtin.bin",
+            builtin_bin(builtin.builtin, opts, diags)?,
+        );
+        add(
+            "modules.builtin.alias.bin",
+            builtin_alias_bin(builtin.builtin_modinfo, opts, diags)?,
+        );
+    }
     add("modules.devname", devname_text(modules, diags));
     Ok(files)
 }
