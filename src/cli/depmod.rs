@@ -441,7 +441,7 @@ fn run_with(mut s: Settings, operands: Vec<OsString>, compat: Compat) -> i32 {
                     verbose,
                 ),
                 depmod::DepmodError::Cycle { .. } => {}
-                depmod::DepmodError::NonAscii { .. } => eprintln!("kmodidx: error: {e}"),
+                depmod::DepmodError::Index { .. } => eprintln!("kmodidx: error: {e}"),
             }
             return 1;
         }

@@ -10,8 +10,9 @@ pub mod resolve;
 
 use rayon::prelude::*;
 
+use crate::index::files::IndexError;
 use crate::index::files::{self, BuiltinInputs, FileOptions, IndexFile, IndexedModule};
-use crate::index::trie::{Layout, NonAsciiKey};
+use crate::index::trie::Layout;
 use crate::source::{join, Tree};
 use config::Config;
 use discover::ModuleDir;
@@ -176,8 +177,8 @@ pub enum DepmodError {
     #[error("modules depend on each other in a cycle")]
     Cycle { diagnostics: Vec<Diagnostic> },
     #[error("{source}")]
-    NonAscii {
-        source: NonAsciiKey,
+    Index {
+        source: IndexError,
         diagnostics: Vec<Diagnostic>,
     },
 }
@@ -189,7 +190,7 @@ impl DepmodError {
             DepmodError::ModuleDir(_, d)
             | DepmodError::TooManyModules { diagnostics: d, .. }
             | DepmodError::Cycle { diagnostics: d }
-            | DepmodError::NonAscii { diagnostics: d, .. } => d,
+            | DepmodError::Index { diagnostics: d, .. } => d,
         }
     }
 }
@@ -309,7 +310,7 @@ pub fn run(req: &Request<'_>) -> Result<Outcome, DepmodError> {
             files,
             diagnostics: diags,
         }),
-        Err(source) => Err(DepmodError::NonAscii {
+        Err(source) => Err(DepmodError::Index {
             source,
             diagnostics: diags,
         }),

@@ -1,8 +1,17 @@
 //! Renders every `modules.*` file from the resolved module set.
 
-use super::trie::{Layout, NonAsciiKey, Trie};
+use super::trie::{IndexTooLarge, Layout, NonAsciiKey, Trie};
 use crate::depmod::Diagnostic;
 use crate::util::{c_string, fgets_chunks, scan_unsigned};
+
+/// Why an index could not be encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error(transparent)]
+    NonAscii(#[from] NonAsciiKey),
+    #[error(transparent)]
+    TooLarge(#[from] IndexTooLarge),
+}
 
 /// One module as the index files need it, in output order.
 pub struct IndexedModule {
@@ -48,7 +57,7 @@ pub fn render(
     builtin: &BuiltinInputs<'_>,
     opts: FileOptions,
     diags: &mut Vec<Diagnostic>,
-) -> Result<Vec<IndexFile>, NonAsciiKey> {
+) -> Result<Vec<IndexFile>, IndexError> {
     let mut files = Vec::new();
     let mut add = |name: &'static str, bytes: Vec<u8>| files.push(IndexFile { name, bytes });
     let binary = !opts.text_only;
@@ -126,7 +135,7 @@ fn insert(
     value: &[u8],
     priority: u32,
     diags: &mut Vec<Diagnostic>,
-) -> Result<bool, NonAsciiKey> {
+) -> Result<bool, IndexError> {
     if let Some(&bad) = value.iter().find(|&&b| b >= 128) {
         diags.push(Diagnostic::critical(format!(
             "Module index: bad character '{}'=0x{:x} - only 7-bit ASCII is supported:\n{}",
@@ -135,14 +144,14 @@ fn insert(
             String::from_utf8_lossy(value)
         )));
     }
-    trie.insert(key, value, priority)
+    Ok(trie.insert(key, value, priority)?)
 }
 
 fn deps_bin(
     modules: &[IndexedModule],
     opts: FileOptions,
     diags: &mut Vec<Diagnostic>,
-) -> Result<Vec<u8>, NonAsciiKey> {
+) -> Result<Vec<u8>, IndexError> {
     let mut trie = Trie::new();
     for (idx, m) in modules.iter().enumerate() {
         let line = dep_line(modules, m);
@@ -153,7 +162,7 @@ fn deps_bin(
             )));
         }
     }
-    Ok(trie.encode(opts.layout))
+    Ok(trie.encode(opts.layout)?)
 }
 
 fn alias_text(modules: &[IndexedModule]) -> Vec<u8> {
@@ -174,7 +183,7 @@ fn alias_bin(
     modules: &[IndexedModule],
     opts: FileOptions,
     diags: &mut Vec<Diagnostic>,
-) -> Result<Vec<u8>, NonAsciiKey> {
+) -> Result<Vec<u8>, IndexError> {
     let mut trie = Trie::new();
     for (idx, m) in modules.iter().enumerate() {
         for alias in &m.aliases {
@@ -194,7 +203,7 @@ fn alias_bin(
             }
         }
     }
-    Ok(trie.encode(opts.layout))
+    Ok(trie.encode(opts.layout)?)
 }
 
 /// kmod's alias normalisation: `-` becomes `_` except inside `[...]`;
@@ -257,7 +266,7 @@ fn symbols_bin(
     symbols: &[(Vec<u8>, usize)],
     opts: FileOptions,
     diags: &mut Vec<Diagnostic>,
-) -> Result<Vec<u8>, NonAsciiKey> {
+) -> Result<Vec<u8>, IndexError> {
     let mut trie = Trie::new();
     for (name, owner) in symbols {
         let mut key = b"symbol:".to_vec();
@@ -271,7 +280,7 @@ fn symbols_bin(
             )));
         }
     }
-    Ok(trie.encode(opts.layout))
+    Ok(trie.encode(opts.layout)?)
 }
 
 /// modules.builtin.bin; kmod writes an empty file when modules.builtin is
@@ -280,7 +289,7 @@ fn builtin_bin(
     builtin: Option<&[u8]>,
     opts: FileOptions,
     diags: &mut Vec<Diagnostic>,
-) -> Result<Vec<u8>, NonAsciiKey> {
+) -> Result<Vec<u8>, IndexError> {
     let Some(text) = builtin else {
         return Ok(Vec::new());
     };
@@ -304,7 +313,7 @@ fn builtin_bin(
             insert(&mut trie, name, b"", 0, diags)?;
         }
     }
-    Ok(trie.encode(opts.layout))
+    Ok(trie.encode(opts.layout)?)
 }
 
 /// Reads like kmod's `flush_stream_to`: up to `end`, a NUL or EOF, at most
@@ -343,7 +352,7 @@ fn builtin_alias_bin(
     modinfo: Option<&[u8]>,
     opts: FileOptions,
     diags: &mut Vec<Diagnostic>,
-) -> Result<Vec<u8>, NonAsciiKey> {
+) -> Result<Vec<u8>, IndexError> {
     const CAP: usize = 4096;
     let Some(input) = modinfo else {
         return Ok(Vec::new());
@@ -379,7 +388,7 @@ fn builtin_alias_bin(
         };
         insert(&mut trie, &alias, module, 0, diags)?;
     }
-    Ok(trie.encode(opts.layout))
+    Ok(trie.encode(opts.layout)?)
 }
 
 /// `sscanf(s, "PREFIX%u-%u")` as glibc does it.
@@ -471,6 +480,6 @@ mod tests {
         let mut want = Trie::new();
         want.insert(b"pci:v1_2", b"foo", 0).unwrap();
         want.insert(b"x[a-b]", b"bar", 0).unwrap();
-        assert_eq!(bytes, want.encode(Layout::ParentFirst));
+        assert_eq!(bytes, want.encode(Layout::ParentFirst).unwrap());
     }
 }

@@ -17,6 +17,8 @@ const VERSION: u32 = 0x0002_0001;
 const FLAG_PREFIX: u32 = 0x8000_0000;
 const FLAG_VALUES: u32 = 0x4000_0000;
 const FLAG_CHILDS: u32 = 0x2000_0000;
+/// Offsets keep their top nibble for flags.
+const OFFSET_MASK: u32 = 0x0FFF_FFFF;
 /// Size of the file header: magic, version and root offset.
 const HEADER_LEN: u32 = 12;
 
@@ -47,6 +49,13 @@ impl fmt::Display for NonAsciiKey {
 }
 
 impl std::error::Error for NonAsciiKey {}
+
+/// An index bigger than the 256 MiB its offsets can address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("index of {bytes} bytes exceeds the format's 256 MiB limit")]
+pub struct IndexTooLarge {
+    pub bytes: u64,
+}
 
 #[derive(Default)]
 struct Node {
@@ -148,24 +157,28 @@ impl Trie {
     }
 
     /// Encodes the index in kmod's file format with the given node layout.
-    pub fn encode(&self, layout: Layout) -> Vec<u8> {
+    /// Fails only when the index would not fit the format's 28-bit offsets.
+    pub fn encode(&self, layout: Layout) -> Result<Vec<u8>, IndexTooLarge> {
         let sizes = self.node_sizes();
-        let mut out =
-            Vec::with_capacity(sizes.iter().map(|s| s.total as usize).sum::<usize>() + 12);
+        let total = u64::from(HEADER_LEN) + sizes[0].total;
+        if total > u64::from(OFFSET_MASK) {
+            return Err(IndexTooLarge { bytes: total });
+        }
+        let mut out = Vec::with_capacity(total as usize);
         out.extend_from_slice(&MAGIC.to_be_bytes());
         out.extend_from_slice(&VERSION.to_be_bytes());
         match layout {
             Layout::ParentFirst => {
                 out.extend_from_slice(&(HEADER_LEN | self.flags(0)).to_be_bytes());
-                self.write_parent_first(0, HEADER_LEN, &sizes, &mut out);
+                self.write_parent_first(&sizes, &mut out);
             }
             Layout::ChildrenFirst => {
                 out.extend_from_slice(&[0; 4]);
-                let root = self.write_children_first(0, &mut out);
+                let root = self.write_children_first(&mut out);
                 out[8..12].copy_from_slice(&root.to_be_bytes());
             }
         }
-        out
+        Ok(out)
     }
 
     fn flags(&self, node: usize) -> u32 {
@@ -196,57 +209,74 @@ impl Trie {
                 stack.extend(n.children.iter().map(|&(_, c)| (c, false)));
                 continue;
             }
-            let mut own = 0u32;
-            let mut total = 0u32;
+            let mut own = 0u64;
+            let mut total = 0u64;
             if let (Some(first), Some(last)) = (n.children.first(), n.children.last()) {
-                own += 2 + 4 * (u32::from(last.0 - first.0) + 1);
-                total += n.children.iter().map(|&(_, c)| sizes[c].total).sum::<u32>();
+                own += 2 + 4 * (u64::from(last.0 - first.0) + 1);
+                total += n.children.iter().map(|&(_, c)| sizes[c].total).sum::<u64>();
             }
             if !n.prefix.is_empty() {
-                own += n.prefix.len() as u32 + 1;
+                own += n.prefix.len() as u64 + 1;
             }
             if !n.values.is_empty() {
                 own += 4;
                 own += n
                     .values
                     .iter()
-                    .map(|(_, v)| 4 + v.len() as u32 + 1)
-                    .sum::<u32>();
+                    .map(|(_, v)| 4 + v.len() as u64 + 1)
+                    .sum::<u64>();
             }
+            // Saturating: `encode` rejects an index this large anyway.
             sizes[id] = NodeSize {
-                own,
+                own: u32::try_from(own).unwrap_or(u32::MAX),
                 total: total + own,
             };
         }
         sizes
     }
 
-    fn write_parent_first(&self, id: usize, offset: u32, sizes: &[NodeSize], out: &mut Vec<u8>) {
-        let n = &self.nodes[id];
+    /// Pre-order: each node, then its children in byte order. Offsets are
+    /// known up front from the subtree sizes. Iterative, so deep tries
+    /// cannot exhaust the stack.
+    fn write_parent_first(&self, sizes: &[NodeSize], out: &mut Vec<u8>) {
+        let mut stack = vec![(0usize, HEADER_LEN)];
         let mut child_offsets = Vec::new();
-        let mut next = offset + sizes[id].own;
-        for &(_, child) in &n.children {
-            child_offsets.push(next | self.flags(child));
-            next += sizes[child].total;
-        }
-        self.write_node_body(id, &child_offsets, out);
-        let mut next = offset + sizes[id].own;
-        for &(_, child) in &n.children {
-            self.write_parent_first(child, next, sizes, out);
-            next += sizes[child].total;
+        while let Some((id, offset)) = stack.pop() {
+            debug_assert_eq!(out.len() as u32, offset);
+            let children = &self.nodes[id].children;
+            child_offsets.clear();
+            // `encode` checked that every offset fits in 28 bits.
+            let mut next = offset + sizes[id].own;
+            for &(_, child) in children {
+                child_offsets.push((child, next));
+                next += sizes[child].total as u32;
+            }
+            let flagged: Vec<u32> = child_offsets
+                .iter()
+                .map(|&(c, off)| off | self.flags(c))
+                .collect();
+            self.write_node_body(id, &flagged, out);
+            stack.extend(child_offsets.iter().rev().copied());
         }
     }
 
-    /// Writes the subtree of `id`, returning the flagged offset of `id`.
-    fn write_children_first(&self, id: usize, out: &mut Vec<u8>) -> u32 {
-        let child_offsets: Vec<u32> = self.nodes[id]
-            .children
-            .iter()
-            .map(|&(_, child)| self.write_children_first(child, out))
-            .collect();
-        let offset = out.len() as u32 | self.flags(id);
-        self.write_node_body(id, &child_offsets, out);
-        offset
+    /// Post-order: children (in byte order) before their parent, each
+    /// offset being where the node landed. Returns the root's flagged offset.
+    fn write_children_first(&self, out: &mut Vec<u8>) -> u32 {
+        let mut written = vec![0u32; self.nodes.len()];
+        let mut stack = vec![(0usize, false)];
+        while let Some((id, children_done)) = stack.pop() {
+            let children = &self.nodes[id].children;
+            if !children_done {
+                stack.push((id, true));
+                stack.extend(children.iter().rev().map(|&(_, c)| (c, false)));
+                continue;
+            }
+            let child_offsets: Vec<u32> = children.iter().map(|&(_, c)| written[c]).collect();
+            written[id] = out.len() as u32 | self.flags(id);
+            self.write_node_body(id, &child_offsets, out);
+        }
+        written[0]
     }
 
     /// Writes one node; `child_offsets` is parallel to `children`.
@@ -281,7 +311,7 @@ impl Trie {
 #[derive(Clone, Copy, Default)]
 struct NodeSize {
     own: u32,
-    total: u32,
+    total: u64,
 }
 
 /// Inserts before the first value whose priority is not lower, as kmod does;
@@ -299,16 +329,16 @@ mod tests {
 
     #[test]
     fn empty_index_is_a_bare_root() {
-        let bytes = Trie::new().encode(Layout::ParentFirst);
+        let bytes = Trie::new().encode(Layout::ParentFirst).unwrap();
         assert_eq!(bytes, [0xB0, 0x07, 0xF4, 0x57, 0, 2, 0, 1, 0, 0, 0, 12]);
-        assert_eq!(Trie::new().encode(Layout::ChildrenFirst), bytes);
+        assert_eq!(Trie::new().encode(Layout::ChildrenFirst).unwrap(), bytes);
     }
 
     #[test]
     fn single_key() {
         let mut t = Trie::new();
         assert_eq!(t.insert(b"ab", b"v", 3), Ok(false));
-        let bytes = t.encode(Layout::ParentFirst);
+        let bytes = t.encode(Layout::ParentFirst).unwrap();
         // root: childs flag, first='a', last='a', one offset.
         let mut want = vec![0xB0, 0x07, 0xF4, 0x57, 0, 2, 0, 1];
         want.extend_from_slice(&(12 | FLAG_CHILDS).to_be_bytes());
