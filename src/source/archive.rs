@@ -211,12 +211,15 @@ impl Builder<'_> {
         let (parent, name) = parent_of(path);
         for _ in 0..=path.len() {
             match self.resolve(parent, true) {
-                Ok(dir) => {
-                    return match self.nodes.get(&dir) {
-                        Some(Node::Dir) => Ok(join2(&dir, name)),
-                        _ => Err("its parent is not a directory".into()),
+                Ok(dir) => match self.nodes.get(&dir) {
+                    Some(Node::Dir) => return Ok(join2(&dir, name)),
+                    // The parent itself is missing: create it, as
+                    // extraction does.
+                    None => {
+                        self.nodes.insert(dir, Node::Dir);
                     }
-                }
+                    Some(_) => return Err("its parent is not a directory".into()),
+                },
                 Err(Unresolved::Missing(missing)) => {
                     self.nodes.insert(missing, Node::Dir);
                 }
