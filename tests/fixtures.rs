@@ -31,11 +31,50 @@ fn kernel_version(tree: &Path) -> String {
 
 /// Builds `scenario` with `--compat compat` and compares with its golden.
 fn check(scenario: &str, compat: &str) {
+    check_variant(scenario, compat, compat, &[]);
+}
+
+/// The `-errsyms` goldens: depmod -e -E ROOT/Module.symvers, which
+/// `kmodidx build --symvers` mirrors.
+#[test]
+fn symbol_checks_match_depmod_errsyms() {
+    let mut checked = 0;
+    for scenario in scenarios() {
+        let tree = repo().join("fixtures/trees").join(&scenario);
+        let symvers = tree.join("Module.symvers");
+        if !symvers.exists() {
+            continue;
+        }
+        let symvers = symvers.to_str().unwrap().to_string();
+        check_variant(
+            &scenario,
+            "kmod34-errsyms",
+            "kmod34",
+            &["--symvers", &symvers],
+        );
+        check_variant(
+            &scenario,
+            "kmod30-errsyms",
+            "kmod30",
+            &["--symvers", &symvers],
+        );
+        checked += 1;
+    }
+    assert!(
+        checked >= 8,
+        "only {checked} scenarios have a Module.symvers"
+    );
+}
+
+fn check_variant(scenario: &str, golden_name: &str, compat: &str, extra: &[&str]) {
     let tree = repo().join("fixtures/trees").join(scenario);
-    let golden = repo().join("fixtures/golden").join(scenario).join(compat);
+    let golden = repo()
+        .join("fixtures/golden")
+        .join(scenario)
+        .join(golden_name);
     let version = kernel_version(&tree);
     let out = tempfile::tempdir().unwrap();
-    let run = kmodidx(&[
+    let mut args = vec![
         "build",
         "--from",
         tree.to_str().unwrap(),
@@ -43,7 +82,9 @@ fn check(scenario: &str, compat: &str) {
         out.path().to_str().unwrap(),
         "--compat",
         compat,
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let run = kmodidx(&args);
 
     let want_status: i32 = fs::read_to_string(golden.join("exit-code"))
         .unwrap()

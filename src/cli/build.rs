@@ -4,9 +4,11 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 
-use kmodidx::depmod::config::Config;
+use kmodidx::depmod::config::{self, ConfigLocation, DEFAULT_CONFIG_DIRS};
 use kmodidx::depmod::discover::ModuleDir;
-use kmodidx::depmod::{self, Compat, Level, Request, SymbolOptions};
+use kmodidx::depmod::kernel_symbols::{parse_symvers, parse_system_map};
+use kmodidx::depmod::{self, Compat, Diagnostic, Level, Request, SymbolOptions};
+use kmodidx::output::report;
 use std::io::Write;
 
 use rayon::prelude::*;
@@ -15,7 +17,7 @@ use sha2::{Digest, Sha256};
 use kmodidx::output::manifest::{self, Manifest, ManifestFile, ManifestOptions, MANIFEST_NAME};
 use kmodidx::output::write::{self, FileSource, OutputFormat, Plan, PlannedFile};
 use kmodidx::source::record::Recording;
-use kmodidx::source::{join, open_input, ArchiveOptions, EntryKind, Input, Tree};
+use kmodidx::source::{join, open_input, ArchiveOptions, DirTree, EntryKind, Input, Tree};
 
 /// Module directories kmodidx recognises, relative to the tree root.
 const MODULE_DIRS: [&str; 2] = ["lib/modules", "usr/lib/modules"];
@@ -62,6 +64,9 @@ pub struct BuildArgs {
     #[command(flatten)]
     pub options: BuildOptions,
 
+    #[command(flatten)]
+    pub checks: CheckOptions,
+
     /// Write the manifest here instead of at the root of the output.
     #[arg(long, value_name = "PATH", conflicts_with = "no_manifest")]
     pub manifest: Option<PathBuf>,
@@ -106,6 +111,56 @@ pub struct BuildOptions {
     /// decompression bombs).
     #[arg(long, value_name = "MIB", default_value_t = 16384)]
     pub max_input_size: u64,
+
+    /// Also apply the depmod.d files of this directory (or file) outside
+    /// the input; repeatable. They take precedence over the input's own
+    /// depmod.d files of the same name.
+    #[arg(long = "config", value_name = "DIR")]
+    pub config_dirs: Vec<PathBuf>,
+
+    /// Ignore the depmod.d files inside the input (etc/depmod.d,
+    /// run/depmod.d, usr/local/lib/depmod.d, usr/lib/depmod.d, lib/depmod.d).
+    #[arg(long)]
+    pub no_input_config: bool,
+
+    /// Symbol prefix of the architecture, stripped from symbol names (as
+    /// depmod -P).
+    #[arg(long, value_name = "CHAR", value_parser = parse_prefix)]
+    pub symbol_prefix: Option<char>,
+}
+
+fn parse_prefix(s: &str) -> Result<char, String> {
+    let mut chars = s.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c), None) if c.is_ascii() => Ok(c),
+        _ => Err("expected a single ASCII character".into()),
+    }
+}
+
+/// Symbol checks and how their findings are reported; these change what is
+/// reported, not what is indexed.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CheckOptions {
+    /// The kernel's Module.symvers: report unknown symbols and CRC
+    /// mismatches (as depmod -e -E). A path that does not exist on the host
+    /// is looked up inside the input.
+    #[arg(long, value_name = "FILE", conflicts_with = "system_map")]
+    pub symvers: Option<PathBuf>,
+
+    /// The kernel's System.map: report unknown symbols (as depmod -e -F).
+    /// A path that does not exist on the host is looked up inside the input.
+    #[arg(long, value_name = "FILE")]
+    pub system_map: Option<PathBuf>,
+
+    /// Exit with status 1, writing no index, when a module needs an unknown
+    /// symbol, disagrees about a symbol's CRC, or cannot be read.
+    #[arg(long)]
+    pub strict: bool,
+
+    /// Write every diagnostic as JSON to this file (written even when the
+    /// build fails).
+    #[arg(long, value_name = "FILE.json")]
+    pub report: Option<PathBuf>,
 }
 
 fn parse_format(s: &str) -> Result<OutputFormat, String> {
@@ -154,6 +209,12 @@ impl BuildOptions {
                 ))
             }
         };
+        let symbol_prefix = match m.options.symbol_prefix.as_deref() {
+            None => None,
+            Some(p) => {
+                Some(parse_prefix(p).map_err(|e| format!("the manifest's symbol_prefix: {e}"))?)
+            }
+        };
         Ok(BuildOptions {
             kernel_version: Some(m.kernel_version.clone()),
             module_dir: Some(m.module_dir.clone()),
@@ -162,6 +223,9 @@ impl BuildOptions {
             mtime: Some(m.options.mtime),
             max_module_size,
             max_input_size,
+            config_dirs: m.options.config_dirs.iter().map(PathBuf::from).collect(),
+            no_input_config: !m.options.input_config,
+            symbol_prefix,
         })
     }
 }
@@ -171,6 +235,25 @@ pub struct Built {
     pub input: Input,
     pub plan: Plan,
     pub manifest: Manifest,
+    /// Every message of the run (already printed).
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// A build that produced nothing, with the messages gathered on the way.
+pub struct Failure {
+    pub message: String,
+    pub kernel_version: Option<String>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure {
+            message,
+            kernel_version: None,
+            diagnostics: Vec::new(),
+        }
+    }
 }
 
 /// Runs `build`; returns the process exit status.
@@ -188,7 +271,45 @@ pub fn run(args: &BuildArgs) -> Result<i32, String> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let built = produce(&args.from, &args.options, Some(&spill_dir))?;
+    let built = match produce(&args.from, &args.options, &args.checks, Some(&spill_dir)) {
+        Ok(built) => built,
+        Err(failure) => {
+            if let Some(path) = &args.checks.report {
+                let bytes = report::render(
+                    failure.kernel_version.as_deref(),
+                    &failure.diagnostics,
+                    "failed",
+                );
+                write_report(path, &bytes)?;
+            }
+            return Err(failure.message);
+        }
+    };
+    let strict_failures = built
+        .diagnostics
+        .iter()
+        .filter(|d| report::is_strict_failure(d))
+        .count();
+    let strict_failed = args.checks.strict && strict_failures > 0;
+    if let Some(path) = &args.checks.report {
+        let status = if strict_failed {
+            "strict_failure"
+        } else {
+            "ok"
+        };
+        let bytes = report::render(
+            Some(&built.manifest.kernel_version),
+            &built.diagnostics,
+            status,
+        );
+        write_report(path, &bytes)?;
+    }
+    if strict_failed {
+        eprintln!(
+            "kmodidx: error: --strict: {strict_failures} problem(s) with modules or symbols (listed above); nothing was written"
+        );
+        return Ok(1);
+    }
     if built.input.is_dir() && format == OutputFormat::Dir {
         let rel = format!(
             "{}/{}",
@@ -229,6 +350,28 @@ pub fn run(args: &BuildArgs) -> Result<i32, String> {
     Ok(0)
 }
 
+fn write_report(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            format!(
+                "cannot create {}: {}",
+                parent.display(),
+                kmodidx::util::io_reason(&e)
+            )
+        })?;
+    }
+    write::write_file_atomically(path, |mut w| {
+        w.write_all(bytes)
+            .and_then(|()| w.flush())
+            .map_err(|source| write::OutputError::Io {
+                action: "cannot write",
+                path: path.to_path_buf(),
+                source,
+            })
+    })
+    .map_err(|e| e.to_string())
+}
+
 fn planned(path: Vec<u8>, mode: u32, source: FileSource) -> PlannedFile {
     let (size, sha256) = match &source {
         FileSource::Bytes(b) => (b.len() as u64, Sha256::digest(b).into()),
@@ -248,8 +391,17 @@ fn planned(path: Vec<u8>, mode: u32, source: FileSource) -> PlannedFile {
 pub fn produce(
     from: &Path,
     opts: &BuildOptions,
+    checks: &CheckOptions,
     spill_dir: Option<&Path>,
-) -> Result<Built, String> {
+) -> Result<Built, Failure> {
+    // Symbol files that are not on the host are looked up in the input,
+    // so an archive must keep them while it streams.
+    let symbol_file = checks.symvers.as_ref().or(checks.system_map.as_ref());
+    let keep: Vec<Vec<u8>> = symbol_file
+        .filter(|p| !p.exists())
+        .map(|p| input_path(p))
+        .into_iter()
+        .collect();
     let archive_opts = ArchiveOptions {
         max_input_size: opts.max_input_size.saturating_mul(1 << 20),
         max_module_size: opts.max_module_size.saturating_mul(1 << 20),
@@ -258,6 +410,7 @@ pub fn produce(
         } else {
             None
         },
+        keep,
         ..ArchiveOptions::default()
     };
     let input = open_input(from, &archive_opts).map_err(|e| e.to_string())?;
@@ -271,31 +424,94 @@ pub fn produce(
     let tree_path = join(&[module_dir.as_bytes(), version.as_bytes()]);
     let kmod_path = [b"/", tree_path.as_slice()].concat();
     let recording = Recording::new(tree);
-    let no_externals = |_: &[u8]| None;
+    let host = DirTree::new("/");
+    let mut diagnostics = Vec::new();
+
+    // Configuration: --config directories first, then the input's own.
+    let host_config: Vec<Vec<u8>> = opts.config_dirs.iter().map(|d| host_path(d)).collect();
+    let mut locations: Vec<ConfigLocation<'_>> = host_config
+        .iter()
+        .zip(&opts.config_dirs)
+        .map(|(path, shown)| ConfigLocation {
+            tree: &host,
+            path: path.clone(),
+            display: shown.display().to_string(),
+        })
+        .collect();
+    if !opts.no_input_config {
+        locations.extend(DEFAULT_CONFIG_DIRS.iter().map(|dir| ConfigLocation {
+            tree: &recording,
+            path: dir.trim_start_matches('/').as_bytes().to_vec(),
+            display: dir.to_string(),
+        }));
+    }
+    let config = config::load(&locations, version.as_bytes(), &mut diagnostics);
+
+    let prefix = opts.symbol_prefix.map_or(0, |c| c as u8);
+    let kernel_symbols = match symbol_file {
+        None => None,
+        Some(path) => {
+            let bytes = if path.exists() {
+                std::fs::read(path)
+                    .map_err(|e| format!("{}: {}", path.display(), kmodidx::util::io_reason(&e)))?
+            } else {
+                let inner = input_path(path);
+                recording
+                    .read(&inner)
+                    .map_err(|e| {
+                        format!(
+                            "{}: not on this machine, and not in the input ({})",
+                            path.display(),
+                            kmodidx::util::io_reason(&e)
+                        )
+                    })?
+                    .to_vec()
+            };
+            let shown = path.display().to_string();
+            Some(if checks.symvers.is_some() {
+                parse_symvers(&bytes, &shown, &mut diagnostics)
+            } else {
+                parse_system_map(&bytes, &shown, prefix, &mut diagnostics)
+            })
+        }
+    };
+
+    // External directories are image paths: look for them in the input.
+    let external_in_tree = |p: &[u8]| p.strip_prefix(b"/").map(<[u8]>::to_vec);
     let request = Request {
         tree: &recording,
         module_dir: ModuleDir {
             tree_path: tree_path.clone(),
             kmod_path,
         },
-        config: Config::default().with_defaults(),
+        config,
         compat: opts.compat.into(),
-        symbols: SymbolOptions::default(),
-        kernel_symbols: None,
+        symbols: SymbolOptions {
+            prefix,
+            check_crcs: checks.symvers.is_some(),
+            report: kernel_symbols.is_some(),
+        },
+        kernel_symbols,
         warn_duplicates: false,
         decompress_limit: opts.max_module_size.saturating_mul(1 << 20),
-        external_in_tree: &no_externals,
+        external_in_tree: &external_in_tree,
         explicit_modules: None,
         text_only: false,
     };
     let outcome = match depmod::run(&request) {
         Ok(outcome) => outcome,
         Err(e) => {
-            super::print_diagnostics(e.diagnostics(), Level::Warning);
-            return Err(format!("{e}; nothing was written"));
+            diagnostics.extend_from_slice(e.diagnostics());
+            super::print_diagnostics(&diagnostics, Level::Warning);
+            return Err(Failure {
+                message: format!("{e}; nothing was written"),
+                kernel_version: Some(version),
+                diagnostics,
+            });
         }
     };
-    super::print_diagnostics(&outcome.diagnostics, Level::Warning);
+    diagnostics.extend(outcome.diagnostics.iter().cloned());
+    super::print_diagnostics(&diagnostics, Level::Warning);
 
     let mut plan = Plan::default();
     for file in &outcome.files {
@@ -355,6 +571,13 @@ pub fn produce(
             compat: opts.compat_name().to_string(),
             staged: opts.staged,
             mtime,
+            input_config: !opts.no_input_config,
+            config_dirs: opts
+                .config_dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect(),
+            symbol_prefix: opts.symbol_prefix.map(String::from),
         },
         input: manifest::input_digest(&digests),
         files: plan
@@ -372,6 +595,7 @@ pub fn produce(
         input,
         plan,
         manifest,
+        diagnostics,
     })
 }
 
@@ -402,6 +626,24 @@ fn staged_modules(tree: &dyn Tree, dir: &[u8], out: &mut Vec<Vec<u8>>) {
             _ => {}
         }
     }
+}
+
+/// A host path as a path inside the host tree rooted at `/`.
+fn host_path(p: &Path) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    abs.as_os_str()
+        .as_bytes()
+        .strip_prefix(b"/")
+        .unwrap_or_default()
+        .to_vec()
+}
+
+/// A path named on the command line, as a path inside the input.
+fn input_path(p: &Path) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = p.as_os_str().as_bytes();
+    bytes.strip_prefix(b"/").unwrap_or(bytes).to_vec()
 }
 
 fn same_place(a: &Path, b: &Path) -> bool {

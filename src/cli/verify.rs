@@ -8,7 +8,7 @@ use clap::Args;
 use kmodidx::output::manifest::MANIFEST_NAME;
 use kmodidx::output::verify::{self, Problem};
 
-use super::build::{produce, BuildOptions};
+use super::build::{produce, BuildOptions, CheckOptions};
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -74,7 +74,9 @@ fn check(args: &VerifyArgs) -> Result<Vec<Problem>, String> {
         return Ok(problems);
     };
     let opts = BuildOptions::from_manifest(&recorded, args.max_module_size, args.max_input_size)?;
-    let rebuilt = produce(from, &opts, None)?.manifest;
+    let rebuilt = produce(from, &opts, &CheckOptions::default(), None)
+        .map_err(|f| f.message)?
+        .manifest;
     let mut problems = verify::compare(&rebuilt, &scan);
     if rebuilt != recorded {
         let mut fields = Vec::new();

@@ -331,10 +331,10 @@ fn report_cycles(
                 roots.retain(|r| !path.contains(r));
                 let mut line: Vec<String> = path.iter().map(|&pm| name(pm)).collect();
                 line.push(name(m));
-                report.push(Diagnostic::error(format!(
-                    "Cycle detected: {}",
-                    line.join(" -> ")
-                )));
+                report.push(
+                    Diagnostic::error(format!("Cycle detected: {}", line.join(" -> ")))
+                        .with(Finding::Cycle { modules: line }),
+                );
                 continue;
             }
             visited[m] = true;

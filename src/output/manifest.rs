@@ -35,6 +35,19 @@ pub struct ManifestOptions {
     pub staged: bool,
     /// Timestamp given to every archive entry and output file.
     pub mtime: u64,
+    /// Whether the depmod.d files inside the input were applied.
+    #[serde(default = "default_true")]
+    pub input_config: bool,
+    /// depmod.d directories from outside the input (`--config`), in order.
+    #[serde(default)]
+    pub config_dirs: Vec<String>,
+    /// The `--symbol-prefix` byte, if any.
+    #[serde(default)]
+    pub symbol_prefix: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// The inputs the pipeline read.

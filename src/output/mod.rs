@@ -2,5 +2,6 @@
 
 pub mod dir;
 pub mod manifest;
+pub mod report;
 pub mod verify;
 pub mod write;

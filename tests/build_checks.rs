@@ -1,0 +1,301 @@
+//! `kmodidx build`'s configuration and symbol checks: the depmod.d files
+//! inside the input (and `--config`) are applied exactly as depmod applies
+//! them, and `--symvers`/`--strict`/`--report` let a pipeline gate on
+//! unknown symbols and CRC mismatches.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+const VERSION: &str = "6.1.0-fixture";
+
+/// A copy of the `basic` tree with duplicate modules in extra/ and updates/
+/// and a depmod.d file at `config_at` that prefers extra/.
+fn configured_tree(config_at: &str) -> tempfile::TempDir {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(repo().join("fixtures/trees/basic/lib"))
+        .arg(root)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let m = root.join("lib/modules").join(VERSION);
+    for (from, to) in [
+        ("kernel/lib/core_base.ko", "extra/core_base.ko"),
+        ("kernel/lib/core_util.ko", "extra/core_util.ko"),
+        ("kernel/lib/core_util.ko", "updates/core_util.ko"),
+    ] {
+        fs::create_dir_all(m.join(to).parent().unwrap()).unwrap();
+        fs::copy(m.join(from), m.join(to)).unwrap();
+    }
+    let conf = root.join(config_at);
+    fs::create_dir_all(conf.parent().unwrap()).unwrap();
+    fs::write(conf, "search extra updates built-in\nexclude sound\n").unwrap();
+    work
+}
+
+fn build(root: &Path, extra: &[&str]) -> (std::process::Output, tempfile::TempDir) {
+    let out = tempfile::tempdir().unwrap();
+    let mut args = vec![
+        "build",
+        "--from",
+        root.to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    (kmodidx(&args), out)
+}
+
+fn written(out: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    index_files(&out.join("lib/modules").join(VERSION))
+}
+
+fn live_depmod30() -> Option<PathBuf> {
+    let found = ["/usr/sbin/depmod", "/sbin/depmod"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists());
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs Debian's depmod: apt-get install kmod"
+        );
+        eprintln!("\n*** SKIPPED live depmod 30 comparison: install Debian's kmod package ***\n");
+    }
+    found
+}
+
+/// Runs live depmod 30 with `-C config` on a copy of `root`.
+fn depmod30(
+    depmod: &Path,
+    root: &Path,
+    config: &str,
+) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let copy = tempfile::tempdir().unwrap();
+    assert!(Command::new("cp")
+        .arg("-a")
+        .arg(root.join("lib"))
+        .arg(copy.path())
+        .status()
+        .unwrap()
+        .success());
+    let run = Command::new(depmod)
+        .args(["-b", copy.path().to_str().unwrap(), "-C", config, VERSION])
+        .output()
+        .unwrap();
+    assert!(run.status.success());
+    let mut files = index_files(&copy.path().join("lib/modules").join(VERSION));
+    for input in [
+        "modules.order",
+        "modules.builtin",
+        "modules.builtin.modinfo",
+    ] {
+        files.remove(input);
+    }
+    files
+}
+
+#[test]
+fn input_config_is_applied_like_depmod() {
+    let Some(depmod) = live_depmod30() else {
+        return;
+    };
+    for config_at in [
+        "etc/depmod.d/local.conf",
+        "lib/depmod.d/dist.conf",
+        "usr/lib/depmod.d/dist.conf",
+    ] {
+        let tree = configured_tree(config_at);
+        let conf_dir = tree.path().join(config_at);
+        let conf_dir = conf_dir.parent().unwrap().to_str().unwrap();
+        let want = depmod30(&depmod, tree.path(), conf_dir);
+        let (run, out) = build(tree.path(), &["--compat", "kmod30"]);
+        assert!(run.status.success());
+        assert_same_files(config_at, &want, &written(out.path()));
+
+        // --no-input-config: as if there were no configuration at all.
+        let plain = depmod30(&depmod, tree.path(), "/nonexistent");
+        assert_ne!(plain, want, "the configuration must make a difference");
+        let (run, out) = build(tree.path(), &["--compat", "kmod30", "--no-input-config"]);
+        assert!(run.status.success());
+        assert_same_files("--no-input-config", &plain, &written(out.path()));
+
+        // --config: a directory outside the input, as depmod -C.
+        let (run, out) = build(
+            tree.path(),
+            &[
+                "--compat",
+                "kmod30",
+                "--no-input-config",
+                "--config",
+                conf_dir,
+            ],
+        );
+        assert!(run.status.success());
+        assert_same_files("--config", &want, &written(out.path()));
+    }
+}
+
+#[test]
+fn config_errors_name_file_and_line() {
+    let tree = configured_tree("etc/depmod.d/local.conf");
+    fs::write(
+        tree.path().join("etc/depmod.d/bad.conf"),
+        "search updates\nfrobnicate everything\noverride only-two\n",
+    )
+    .unwrap();
+    let (run, _out) = build(tree.path(), &[]);
+    assert!(run.status.success());
+    let lines = depmod_lines(&run.stderr);
+    assert!(lines.contains(&"depmod: ERROR: /etc/depmod.d/bad.conf:2: ignoring bad line starting with 'frobnicate'".to_string()), "{lines:?}");
+    assert!(
+        lines.contains(
+            &"depmod: ERROR: /etc/depmod.d/bad.conf:3: ignoring bad line starting with 'override'"
+                .to_string()
+        ),
+        "{lines:?}"
+    );
+}
+
+fn symvers_tree() -> PathBuf {
+    repo().join("fixtures/trees/symvers")
+}
+
+#[test]
+fn strict_fails_without_writing_and_reports_json() {
+    let root = symvers_tree();
+    let symvers = root.join("Module.symvers");
+    let report_dir = tempfile::tempdir().unwrap();
+    let report = report_dir.path().join("report.json");
+    let (run, out) = build(
+        &root,
+        &[
+            "--symvers",
+            symvers.to_str().unwrap(),
+            "--strict",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        run.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(
+        fs::read_dir(out.path()).unwrap().count(),
+        0,
+        "--strict failure wrote output"
+    );
+
+    let json: serde_json::Value = serde_json::from_slice(&fs::read(&report).unwrap()).unwrap();
+    assert_eq!(json["schema"], 1);
+    assert_eq!(json["status"], "strict_failure");
+    assert_eq!(json["kernel_version"], "6.1.0-symvers");
+    assert_eq!(json["summary"]["unknown_symbols"], 1);
+    assert_eq!(json["summary"]["crc_mismatches"], 4);
+    let diags = json["diagnostics"].as_array().unwrap();
+    let unknown = diags
+        .iter()
+        .find(|d| d["kind"] == "unknown_symbol")
+        .unwrap();
+    assert_eq!(
+        unknown["module"],
+        "/lib/modules/6.1.0-symvers/kernel/sv/sv_unknown.ko"
+    );
+    assert_eq!(unknown["symbol"], "no_such_symbol");
+    let mismatch = diags.iter().find(|d| d["symbol"] == "sv_other_fn").unwrap();
+    assert_eq!(mismatch["kind"], "crc_mismatch");
+    assert_eq!(
+        mismatch["module"],
+        "/lib/modules/6.1.0-symvers/kernel/sv/sv_badmod.ko"
+    );
+    for field in ["expected_crc", "found_crc"] {
+        let crc = mismatch[field].as_str().unwrap();
+        assert!(
+            crc.starts_with("0x") && u64::from_str_radix(&crc[2..], 16).is_ok(),
+            "{field}: {crc}"
+        );
+    }
+    assert_ne!(mismatch["expected_crc"], mismatch["found_crc"]);
+    // The English messages are depmod's, word for word.
+    assert_eq!(
+        depmod_lines(&run.stderr)[2],
+        "depmod: WARNING: /lib/modules/6.1.0-symvers/kernel/sv/sv_unknown.ko needs unknown symbol no_such_symbol"
+    );
+}
+
+#[test]
+fn without_strict_problems_are_reported_but_output_is_written() {
+    let root = symvers_tree();
+    let report_dir = tempfile::tempdir().unwrap();
+    let report = report_dir.path().join("r.json");
+    // A path that is not on the host is looked up inside the input.
+    let (run, out) = build(
+        &root,
+        &[
+            "--symvers",
+            "/Module.symvers",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert!(run.status.success());
+    assert_eq!(written(out.path()).len(), 0); // other kernel version dir
+    assert!(out
+        .path()
+        .join("lib/modules/6.1.0-symvers/modules.dep")
+        .exists());
+    let json: serde_json::Value = serde_json::from_slice(&fs::read(&report).unwrap()).unwrap();
+    assert_eq!(json["status"], "ok");
+    assert_eq!(json["summary"]["unknown_symbols"], 1);
+}
+
+#[test]
+fn strict_passes_on_a_clean_tree_and_cycles_are_reported() {
+    let (run, out) = build(&repo().join("fixtures/trees/compressed"), &["--strict"]);
+    assert!(run.status.success());
+    assert!(fs::read_dir(out.path()).unwrap().count() > 0);
+
+    let report_dir = tempfile::tempdir().unwrap();
+    let report = report_dir.path().join("cycle.json");
+    let (run, _out) = build(
+        &repo().join("fixtures/trees/cycle"),
+        &["--report", report.to_str().unwrap()],
+    );
+    assert_eq!(run.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&fs::read(&report).unwrap()).unwrap();
+    assert_eq!(json["status"], "failed");
+    assert_eq!(json["summary"]["cycles"], 2);
+    let cycle = json["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["kind"] == "cycle")
+        .unwrap();
+    assert_eq!(
+        cycle["modules"],
+        serde_json::json!(["cyc_a", "cyc_b", "cyc_c", "cyc_a"])
+    );
+}
+
+#[test]
+fn unreadable_modules_fail_strict() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("lib/modules/6.1.0-x/kernel");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("broken.ko"), b"not an elf file").unwrap();
+    let (run, out) = build(work.path(), &["--strict"]);
+    assert_eq!(run.status.code(), Some(1));
+    assert_eq!(fs::read_dir(out.path()).unwrap().count(), 0);
+    let (run, _out) = build(work.path(), &[]);
+    assert!(run.status.success());
+}
