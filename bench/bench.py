@@ -617,9 +617,11 @@ def scale_table(results, depmod_label):
     base = med(metrics(scale[0].kmodidx)["wall"]) / scale[0].wl.modules
     rows = [
         "| modules | kmodidx wall, s | kmodidx µs/module | vs smallest | marginal µs/module | "
-        f"{depmod_label} wall, s | {depmod_label} µs/module | wall ratio | "
+        "kmodidx CPU µs/module | "
+        f"{depmod_label} wall, s | {depmod_label} µs/module | {depmod_label} CPU µs/module | "
+        "wall ratio | "
         f"kmodidx peak RSS, MiB | {depmod_label} peak RSS, MiB |",
-        "|---:|---|---:|---:|---:|---|---:|---:|---|---|",
+        "|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---|---|",
     ]
     prev = None
     for r in scale:
@@ -634,7 +636,8 @@ def scale_table(results, depmod_label):
             marginal = f"{(med(k['wall']) - pw) / (n - pn) * 1e6:.1f}"
         prev = (n, med(k["wall"]))
         rows.append(f"| {n} | {fmt_stat(k['wall'], 's')} | {pk * 1e6:.1f} | {pk / base:.2f} "
-                    f"| {marginal} | {fmt_stat(d['wall'], 's')} | {pd * 1e6:.1f} "
+                    f"| {marginal} | {med(k['cpu']) / n * 1e6:.1f} "
+                    f"| {fmt_stat(d['wall'], 's')} | {pd * 1e6:.1f} | {med(d['cpu']) / n * 1e6:.1f} "
                     f"| {ratio(r, 'wall'):.2f}× "
                     f"| {fmt_stat(k['rss'], 'MiB')} | {fmt_stat(d['rss'], 'MiB')} |")
     return rows
