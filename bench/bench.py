@@ -523,6 +523,13 @@ def ratio(res, metric):
     return a / b if b else float("nan")
 
 
+def min_ratio(res, metric):
+    """Ratio of the fastest runs: less sensitive to competing load."""
+    a = min(metrics(res.depmod)[metric])
+    b = min(metrics(res.kmodidx)[metric])
+    return a / b if b else float("nan")
+
+
 def status_word(ok):
     return "met" if ok else "**not met**"
 
@@ -565,7 +572,9 @@ def evaluate(results):
             targets.append(row)
             continue
         got = ratio(r, "wall")
-        targets.append((name, f"≥ {want}×", f"{got:.2f}×", status_word(got >= want)))
+        targets.append((name, f"≥ {want}×",
+                        f"{got:.2f}× (fastest runs: {min_ratio(r, 'wall'):.2f}×)",
+                        status_word(got >= want)))
         k, d = med(metrics(r.kmodidx)["rss"]), med(metrics(r.depmod)["rss"])
         targets.append((f"{short} unpacked: peak RSS ≤ depmod's", "≤ 1.00× depmod",
                         f"{k:.1f} vs {d:.1f} MiB ({k / d:.2f}×)", status_word(k <= d)))
@@ -580,7 +589,9 @@ def evaluate(results):
             targets.append(row)
             continue
         got = ratio(r, "wall")
-        targets.append((name, f"≥ {want}×", f"{got:.2f}×", status_word(got >= want)))
+        targets.append((name, f"≥ {want}×",
+                        f"{got:.2f}× (fastest runs: {min_ratio(r, 'wall'):.2f}×)",
+                        status_word(got >= want)))
 
     scale = sorted((r for r in results if r.wl.group == "scale"), key=lambda r: r.wl.modules)
     if scale:
@@ -593,8 +604,11 @@ def evaluate(results):
             per_lo = med(metrics(lo.kmodidx)["wall"]) / lo.wl.modules
             per_hi = med(metrics(hi.kmodidx)["wall"]) / hi.wl.modules
             rel = per_hi / per_lo
+            rel_min = ((min(metrics(hi.kmodidx)["wall"]) / hi.wl.modules)
+                       / (min(metrics(lo.kmodidx)["wall"]) / lo.wl.modules))
             targets.append((name, "0.70–1.30",
-                            f"{per_hi * 1e6:.1f} vs {per_lo * 1e6:.1f} µs/module ({rel:.2f})",
+                            f"{per_hi * 1e6:.1f} vs {per_lo * 1e6:.1f} µs/module ({rel:.2f}; "
+                            f"fastest runs: {rel_min:.2f})",
                             status_word(abs(rel - 1) <= LINEARITY_TOLERANCE)))
         else:
             targets.append((name, "0.70–1.30", "output mismatch / error", "**not met**"))
