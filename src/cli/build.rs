@@ -271,7 +271,13 @@ pub fn run(args: &BuildArgs) -> Result<i32, String> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let built = match produce(&args.from, &args.options, &args.checks, Some(&spill_dir)) {
+    let built = match produce(
+        &args.from,
+        &args.options,
+        &args.checks,
+        Some(&spill_dir),
+        !args.no_manifest,
+    ) {
         Ok(built) => built,
         Err(failure) => {
             if let Some(path) = &args.checks.report {
@@ -388,11 +394,14 @@ fn planned(path: Vec<u8>, mode: u32, source: FileSource) -> PlannedFile {
 
 /// Opens the input, runs the pipeline and plans the output. Messages are
 /// printed; a failure comes back as the error text.
+/// Without `record_inputs` the manifest's input digest is left empty (for a
+/// build that writes no manifest), which spares hashing every module.
 pub fn produce(
     from: &Path,
     opts: &BuildOptions,
     checks: &CheckOptions,
     spill_dir: Option<&Path>,
+    record_inputs: bool,
 ) -> Result<Built, Failure> {
     // Symbol files that are not on the host are looked up in the input,
     // so an archive must keep them while it streams.
@@ -411,6 +420,7 @@ pub fn produce(
             None
         },
         keep,
+        hash_modules: record_inputs || opts.staged,
         ..ArchiveOptions::default()
     };
     let input = open_input(from, &archive_opts).map_err(|e| e.to_string())?;
@@ -553,7 +563,11 @@ pub fn produce(
     }
     plan.sort();
 
-    let used = recording.used();
+    let used = if record_inputs {
+        recording.used()
+    } else {
+        Vec::new()
+    };
     let digests: Vec<(Vec<u8>, [u8; 32])> = used
         .par_iter()
         .map(|p| {

@@ -74,7 +74,7 @@ fn check(args: &VerifyArgs) -> Result<Vec<Problem>, String> {
         return Ok(problems);
     };
     let opts = BuildOptions::from_manifest(&recorded, args.max_module_size, args.max_input_size)?;
-    let rebuilt = produce(from, &opts, &CheckOptions::default(), None)
+    let rebuilt = produce(from, &opts, &CheckOptions::default(), None, true)
         .map_err(|f| f.message)?
         .manifest;
     let mut problems = verify::compare(&rebuilt, &scan);

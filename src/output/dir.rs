@@ -38,7 +38,6 @@ pub fn write_files(dir: &Path, files: &[IndexFile]) -> Result<(), WriteError> {
             let mut out = fs::File::create(&temp_path).map_err(err("cannot create", &temp_path))?;
             out.write_all(&file.bytes)
                 .map_err(err("cannot write", &temp_path))?;
-            out.sync_all().map_err(err("cannot flush", &temp_path))?;
             set_mode(&temp_path, 0o644).map_err(err("cannot set permissions of", &temp_path))?;
         }
         for (temp, final_path) in &staged {

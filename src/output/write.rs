@@ -459,7 +459,6 @@ pub fn write_file_atomically(
         fill(Box::new(w))?;
     }
     set_mode(&temp, 0o644).map_err(io_err("cannot set permissions of", &temp))?;
-    file.sync_all().map_err(io_err("cannot flush", &temp))?;
     fs::rename(&temp, target).map_err(io_err("cannot rename into", target))?;
     guard.keep = true;
     Ok(())
@@ -538,7 +537,6 @@ fn write_plain(path: &Path, data: &[u8], mode: u32, mtime: u64) -> Result<(), Ou
         .open(path)
         .map_err(io_err("cannot create", path))?;
     file.write_all(data).map_err(io_err("cannot write", path))?;
-    file.sync_all().map_err(io_err("cannot flush", path))?;
     drop(file);
     set_mode(path, mode).map_err(io_err("cannot set permissions of", path))?;
     set_mtime(path, mtime).map_err(io_err("cannot set the time of", path))

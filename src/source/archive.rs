@@ -58,6 +58,10 @@ pub struct ArchiveOptions {
     /// Keep module bytes in an anonymous spill file in this directory, so
     /// that [`Tree::read`] can return them later (for staged output).
     pub spill_dir: Option<PathBuf>,
+    /// Hash modules while reading them (for the manifest). A directory
+    /// input skips this when no digest is wanted, and then touches only the
+    /// parts of each module it parses.
+    pub hash_modules: bool,
 }
 
 impl Default for ArchiveOptions {
@@ -68,6 +72,7 @@ impl Default for ArchiveOptions {
             max_small_file: 64 << 20,
             keep: Vec::new(),
             spill_dir: None,
+            hash_modules: true,
         }
     }
 }

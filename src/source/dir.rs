@@ -7,15 +7,22 @@
 //! when the image holds `lib -> /usr/lib` or a link pointing out of it.
 //! (Rooted at `/`, this is exactly how the host resolves paths.)
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use sha2::{Digest, Sha256};
+
 use super::{Contents, DirEntry, EntryKind, Tree};
+use crate::module::{LoadError, ModuleMeta};
+
+/// Size and SHA-256 of a file.
+type FileDigest = (u64, [u8; 32]);
 
 /// Symlinks followed in one lookup before giving up, as Linux's ELOOP limit.
 const MAX_LINKS: usize = 40;
@@ -25,6 +32,10 @@ pub struct DirTree {
     root: PathBuf,
     /// Resolved form of directories already looked up.
     dirs: Mutex<HashMap<Vec<u8>, Vec<u8>>>,
+    /// Size and SHA-256 of the modules read so far: hashed while the bytes
+    /// are at hand, so the manifest never reads a module twice.
+    digests: Mutex<HashMap<Vec<u8>, FileDigest>>,
+    hash_modules: bool,
 }
 
 impl DirTree {
@@ -32,7 +43,16 @@ impl DirTree {
         DirTree {
             root: root.into(),
             dirs: Mutex::new(HashMap::new()),
+            digests: Mutex::new(HashMap::new()),
+            hash_modules: true,
         }
+    }
+
+    /// Whether to hash modules as they are parsed (on by default). Without
+    /// it, modules are mapped and only the parts depmod needs are touched.
+    pub fn hash_modules(mut self, on: bool) -> Self {
+        self.hash_modules = on;
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -195,6 +215,43 @@ impl Tree for DirTree {
 
     fn display(&self, path: &[u8]) -> String {
         self.host(path).display().to_string()
+    }
+
+    /// Reads the module into a per-thread buffer (cheaper than mapping
+    /// thousands of small files) and hashes it in the same pass.
+    fn module_meta(&self, path: &[u8], decompress_limit: u64) -> ModuleMeta {
+        if !self.hash_modules {
+            return match self.read(path) {
+                Ok(bytes) => ModuleMeta::from_file_bytes(&bytes, decompress_limit),
+                Err(e) => ModuleMeta::failed(LoadError::Io(crate::util::io_reason(&e))),
+            };
+        }
+        thread_local! {
+            static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        }
+        BUFFER.with_borrow_mut(|buf| {
+            buf.clear();
+            let read = self
+                .host_path(path)
+                .and_then(fs::File::open)
+                .and_then(|mut f| f.read_to_end(buf));
+            if let Err(e) = read {
+                return ModuleMeta::failed(LoadError::Io(crate::util::io_reason(&e)));
+            }
+            let digest = (buf.len() as u64, Sha256::digest(&buf[..]).into());
+            if let Ok(mut digests) = self.digests.lock() {
+                digests.insert(path.to_vec(), digest);
+            }
+            ModuleMeta::from_file_bytes(buf, decompress_limit)
+        })
+    }
+
+    fn digest(&self, path: &[u8]) -> io::Result<(u64, [u8; 32])> {
+        if let Some(known) = self.digests.lock().ok().and_then(|d| d.get(path).copied()) {
+            return Ok(known);
+        }
+        let bytes = self.read(path)?;
+        Ok((bytes.len() as u64, Sha256::digest(&*bytes).into()))
     }
 
     fn executable(&self, path: &[u8]) -> bool {

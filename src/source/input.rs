@@ -56,7 +56,9 @@ pub fn open_input(path: &Path, opts: &ArchiveOptions) -> Result<Input, InputErro
         source,
     })?;
     if meta.is_dir() {
-        Ok(Input::Dir(DirTree::new(path)))
+        Ok(Input::Dir(
+            DirTree::new(path).hash_modules(opts.hash_modules),
+        ))
     } else if meta.is_file() {
         Ok(Input::Archive(ArchiveTree::open(path, opts)?))
     } else {

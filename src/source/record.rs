@@ -57,9 +57,8 @@ impl Tree for Recording<'_> {
     }
 
     fn module_meta(&self, path: &[u8], decompress_limit: u64) -> ModuleMeta {
-        if self.inner.kind(path) == Some(EntryKind::File) {
-            self.note(path);
-        }
+        // Discovery only asks for files it found, so the path exists.
+        self.note(path);
         self.inner.module_meta(path, decompress_limit)
     }
 
