@@ -75,6 +75,62 @@ fn corrupted_modules_do_not_panic() {
     }
 }
 
+/// Reading a module piecemeal (only the tables depmod needs) must give
+/// exactly what parsing the whole file gives, for good and broken modules.
+fn assert_piecemeal_read_matches(bytes: &[u8], scratch: &Path, buf: &mut Vec<u8>) {
+    fs::write(scratch, bytes).unwrap();
+    let file = fs::File::open(scratch).unwrap();
+    let sparse = ModuleMeta::from_file(&file, bytes.len() as u64, buf, 1 << 24);
+    let whole = ModuleMeta::from_file_bytes(bytes, 1 << 24);
+    assert_eq!(format!("{sparse:?}"), format!("{whole:?}"));
+}
+
+#[test]
+fn piecemeal_reads_match_whole_reads() {
+    let scratch = tempfile::tempdir().unwrap();
+    let path = scratch.path().join("m.ko");
+    // A dirty buffer, as a worker thread's would be after other modules.
+    let mut buf = vec![0xa5; 1 << 16];
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut modules = fixture_modules();
+    if let Ok(corpus) = std::env::var("KMODIDX_PIECEMEAL_CORPUS") {
+        // Optional: point at an unpacked kernel's module directory.
+        let mut more = Vec::new();
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            for e in fs::read_dir(dir).unwrap().flatten() {
+                if e.file_type().unwrap().is_dir() {
+                    walk(&e.path(), out);
+                } else if e.file_name().to_string_lossy().contains(".ko") {
+                    out.push(e.path());
+                }
+            }
+        }
+        walk(Path::new(&corpus), &mut more);
+        modules.extend(more);
+    }
+    for module in modules {
+        let original = fs::read(&module).unwrap();
+        assert_piecemeal_read_matches(&original, &path, &mut buf);
+        for round in 0..24 {
+            let mut bytes = original.clone();
+            let len = bytes.len() as u64;
+            for _ in 0..1 + rng.next() % 6 {
+                // Aim at the ELF header, the section headers (at the end of
+                // these files) or anywhere, in turn.
+                let at = match round % 3 {
+                    0 => rng.next() % 64,
+                    1 => len - 1 - rng.next() % (len / 4).max(1),
+                    _ => rng.next() % len,
+                };
+                bytes[at as usize] = rng.next() as u8;
+            }
+            assert_piecemeal_read_matches(&bytes, &path, &mut buf);
+            let cut = (rng.next() % bytes.len() as u64) as usize;
+            assert_piecemeal_read_matches(&bytes[..cut], &path, &mut buf);
+        }
+    }
+}
+
 #[test]
 fn a_tree_of_broken_modules_is_indexed() {
     let work = tempfile::tempdir().unwrap();

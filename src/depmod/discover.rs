@@ -1,7 +1,7 @@
 //! Module discovery: walk the module directory (and `external` directories)
 //! and keep one file per module name, by kmod's priority rules.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use super::config::{Config, Search};
 use super::Diagnostic;

@@ -5,7 +5,7 @@
 //! that file's order. Modules not listed keep the hash order, which depends
 //! only on their names, so the result never depends on directory order.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use super::hash_order::{sort_in_hash_order, MODULE_BUCKETS};
 use super::Diagnostic;

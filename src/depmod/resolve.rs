@@ -1,7 +1,7 @@
 //! Dependency resolution: the symbol table, who needs whom, kmod's
 //! topological order, and its dependency-cycle report.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use super::hash_order::{sort_in_hash_order, SYMBOL_BUCKETS};
 use super::{Diagnostic, Finding};

@@ -1,5 +1,7 @@
 //! Renders every `modules.*` file from the resolved module set.
 
+use rayon::prelude::*;
+
 use super::trie::{IndexTooLarge, Layout, NonAsciiKey, Trie};
 use crate::depmod::Diagnostic;
 use crate::util::{c_string, fgets_chunks, scan_unsigned};
@@ -50,7 +52,9 @@ pub struct IndexFile {
     pub bytes: Vec<u8>,
 }
 
-/// Renders all files in kmod's order, appending kmod's messages to `diags`.
+/// Renders all files in kmod's order, appending kmod's messages to `diags`
+/// (in the order kmod prints them). The files are independent, so they are
+/// rendered in parallel.
 pub fn render(
     modules: &[IndexedModule],
     symbols: &[(Vec<u8>, usize)],
@@ -58,53 +62,76 @@ pub fn render(
     opts: FileOptions,
     diags: &mut Vec<Diagnostic>,
 ) -> Result<Vec<IndexFile>, IndexError> {
-    let mut files = Vec::new();
-    let mut add = |name: &'static str, bytes: Vec<u8>| files.push(IndexFile { name, bytes });
+    type Job<'j> =
+        Box<dyn Fn(&mut Vec<Diagnostic>) -> Result<Vec<u8>, IndexError> + Send + Sync + 'j>;
     let binary = !opts.text_only;
-    add("modules.dep", deps_text(modules));
+    let mut jobs: Vec<(&'static str, Job<'_>)> =
+        vec![("modules.dep", Box::new(|_| Ok(deps_text(modules))))];
     if binary {
-        add("modules.dep.bin", deps_bin(modules, opts, diags)?);
+        jobs.push(("modules.dep.bin", Box::new(|d| deps_bin(modules, opts, d))));
     }
-    add("modules.alias", alias_text(modules));
+    jobs.push(("modules.alias", Box::new(|_| Ok(alias_text(modules)))));
     if binary {
-        add("modules.alias.bin", alias_bin(modules, opts, diags)?);
+        jobs.push((
+            "modules.alias.bin",
+            Box::new(|d| alias_bin(modules, opts, d)),
+        ));
     }
-    add(
+    jobs.push((
         "modules.softdep",
-        keyed_text(
-            modules,
-            b"# Soft dependencies extracted from modules themselves.\n",
-            b"softdep",
-            |m| &m.softdeps,
-        ),
-    );
+        Box::new(|_| {
+            let header = b"# Soft dependencies extracted from modules themselves.\n";
+            Ok(keyed_text(modules, header, b"softdep", |m| &m.softdeps))
+        }),
+    ));
     if opts.weakdep {
-        add(
+        jobs.push((
             "modules.weakdep",
-            keyed_text(
-                modules,
-                b"# Weak dependencies extracted from modules themselves.\n",
-                b"weakdep",
-                |m| &m.weakdeps,
-            ),
-        );
+            Box::new(|_| {
+                let header = b"# Weak dependencies extracted from modules themselves.\n";
+                Ok(keyed_text(modules, header, b"weakdep", |m| &m.weakdeps))
+            }),
+        ));
     }
-    add("modules.symbols", symbols_text(modules, symbols));
+    jobs.push((
+        "modules.symbols",
+        Box::new(|_| Ok(symbols_text(modules, symbols))),
+    ));
     if binary {
-        add(
+        jobs.push((
             "modules.symbols.bin",
-            symbols_bin(modules, symbols, opts, diags)?,
-        );
-        add(
+            Box::new(|d| symbols_bin(modules, symbols, opts, d)),
+        ));
+        jobs.push((
             "modules.builtin.bin",
-            builtin_bin(builtin.builtin, opts, diags)?,
-        );
-        add(
+            Box::new(|d| builtin_bin(builtin.builtin, opts, d)),
+        ));
+        jobs.push((
             "modules.builtin.alias.bin",
-            builtin_alias_bin(builtin.builtin_modinfo, opts, diags)?,
-        );
+            Box::new(|d| builtin_alias_bin(builtin.builtin_modinfo, opts, d)),
+        ));
     }
-    add("modules.devname", devname_text(modules, diags));
+    jobs.push((
+        "modules.devname",
+        Box::new(|d| Ok(devname_text(modules, d))),
+    ));
+
+    type Rendered = (Result<Vec<u8>, IndexError>, Vec<Diagnostic>);
+    let rendered: Vec<Rendered> = jobs
+        .par_iter()
+        .map(|(_, job)| {
+            let mut own = Vec::new();
+            (job(&mut own), own)
+        })
+        .collect();
+    let mut files = Vec::with_capacity(rendered.len());
+    for ((name, _), (bytes, own)) in jobs.iter().zip(rendered) {
+        diags.extend(own);
+        files.push(IndexFile {
+            name,
+            bytes: bytes?,
+        });
+    }
     Ok(files)
 }
 

@@ -6,7 +6,7 @@
 //! reading itself is zero-copy and generic over ELF class and byte order via
 //! the `object` crate's raw structures.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use object::elf::{self, FileHeader32, FileHeader64};
 use object::read::elf::{FileHeader, SectionHeader, Sym};
@@ -95,24 +95,86 @@ struct SymFields {
     shndx: u16,
 }
 
+/// Class and byte order from `e_ident`.
+fn identify(data: &[u8]) -> Result<(Class, Endianness), ElfError> {
+    // e_ident: magic, then class (byte 4) and data encoding (byte 5).
+    const EI_NIDENT: usize = 16;
+    if data.len() <= EI_NIDENT || data[..4] != elf::ELFMAG {
+        return Err(ElfError::NotElf);
+    }
+    let class = match data[4] {
+        elf::ELFCLASS32 => Class::Elf32,
+        elf::ELFCLASS64 => Class::Elf64,
+        _ => return Err(ElfError::Malformed),
+    };
+    let endian = match data[5] {
+        elf::ELFDATA2LSB => Endianness::Little,
+        elf::ELFDATA2MSB => Endianness::Big,
+        _ => return Err(ElfError::Malformed),
+    };
+    Ok((class, endian))
+}
+
+/// A file range, as `(offset, length)`.
+pub type FileRange = (u64, u64);
+
+/// For reading a module piecemeal: where its section header table is,
+/// judged from the first 64 bytes (the ELF header) alone.
+pub fn section_table_range(data: &[u8]) -> Option<FileRange> {
+    fn table<Elf: FileHeader<Endian = Endianness>>(
+        data: &[u8],
+        endian: Endianness,
+    ) -> Option<FileRange> {
+        let (header, _) = pod::from_bytes::<Elf>(data.get(..std::mem::size_of::<Elf>())?).ok()?;
+        let count = u64::from(header.e_shnum(endian));
+        let shdr_len = u64::from(header.e_shentsize(endian));
+        let r = range_in_file(data, header.e_shoff(endian).into(), shdr_len * count)?;
+        Some((r.offset, r.size))
+    }
+    match identify(data).ok()? {
+        (Class::Elf32, e) => table::<FileHeader32<Endianness>>(data, e),
+        (Class::Elf64, e) => table::<FileHeader64<Endianness>>(data, e),
+    }
+}
+
+/// For reading a module piecemeal: where the section-name table is, judged
+/// from the ELF header and the section header table.
+pub fn section_names_range(data: &[u8]) -> Option<FileRange> {
+    fn names<Elf: FileHeader<Endian = Endianness>>(
+        data: &[u8],
+        endian: Endianness,
+    ) -> Option<FileRange> {
+        let (header, _) = pod::from_bytes::<Elf>(data.get(..std::mem::size_of::<Elf>())?).ok()?;
+        let shdr_len = std::mem::size_of::<Elf::SectionHeader>();
+        if usize::from(header.e_shentsize(endian)) != shdr_len {
+            return None;
+        }
+        let index = usize::from(header.e_shstrndx(endian));
+        if index == 0 || index >= usize::from(header.e_shnum(endian)) {
+            return None;
+        }
+        let at = usize::try_from(header.e_shoff(endian).into())
+            .ok()?
+            .checked_add(index * shdr_len)?;
+        let (section, _) =
+            pod::from_bytes::<Elf::SectionHeader>(data.get(at..at.checked_add(shdr_len)?)?).ok()?;
+        let r = range_in_file(
+            data,
+            section.sh_offset(endian).into(),
+            section.sh_size(endian).into(),
+        )?;
+        Some((r.offset, r.size))
+    }
+    match identify(data).ok()? {
+        (Class::Elf32, e) => names::<FileHeader32<Endianness>>(data, e),
+        (Class::Elf64, e) => names::<FileHeader64<Endianness>>(data, e),
+    }
+}
+
 impl<'a> ElfModule<'a> {
     /// Validates the ELF header and locates the interesting sections.
     pub fn parse(data: &'a [u8]) -> Result<Self, ElfError> {
-        // e_ident: magic, then class (byte 4) and data encoding (byte 5).
-        const EI_NIDENT: usize = 16;
-        if data.len() <= EI_NIDENT || data[..4] != elf::ELFMAG {
-            return Err(ElfError::NotElf);
-        }
-        let class = match data[4] {
-            elf::ELFCLASS32 => Class::Elf32,
-            elf::ELFCLASS64 => Class::Elf64,
-            _ => return Err(ElfError::Malformed),
-        };
-        let endian = match data[5] {
-            elf::ELFDATA2LSB => Endianness::Little,
-            elf::ELFDATA2MSB => Endianness::Big,
-            _ => return Err(ElfError::Malformed),
-        };
+        let (class, endian) = identify(data)?;
         let (machine, sections) = match class {
             Class::Elf32 => locate_sections::<FileHeader32<Endianness>>(data, endian)?,
             Class::Elf64 => locate_sections::<FileHeader64<Endianness>>(data, endian)?,
@@ -124,6 +186,53 @@ impl<'a> ElfModule<'a> {
             machine,
             sections,
         })
+    }
+
+    /// For reading a module piecemeal: the sections the queries below read.
+    pub fn table_ranges(&self) -> Vec<FileRange> {
+        let s = &self.sections;
+        [s.ksymtab_strings, s.modinfo, s.strtab, s.symtab, s.versions]
+            .into_iter()
+            .flatten()
+            .map(|r| (r.offset, r.size))
+            .collect()
+    }
+
+    /// For reading a module piecemeal, once the tables are in: the sections
+    /// holding the CRCs of `__crc_` symbols. `None` when a symbol name could
+    /// run past the end of `.strtab`, so that everything must be read.
+    pub fn crc_ranges(&self) -> Option<Vec<FileRange>> {
+        const CRC_PREFIX: &[u8] = b"__crc_";
+        let (Some(strtab), Ok(symbols)) = (self.sections.strtab, self.symbols()) else {
+            return Some(Vec::new());
+        };
+        if self.slice(strtab).last() != Some(&0) {
+            return None;
+        }
+        let mut ranges = Vec::new();
+        for s in &symbols {
+            if u64::from(s.name) >= strtab.size {
+                continue;
+            }
+            let Some(export) = self
+                .c_str(strtab.offset + u64::from(s.name))
+                .strip_prefix(CRC_PREFIX)
+            else {
+                continue;
+            };
+            if export.is_empty() {
+                // kmod reads on into the following string (see Export).
+                return None;
+            }
+            if s.shndx != SHN_ABS && s.shndx != SHN_UNDEF {
+                if let Some(Some(r)) = self.sections.all.get(usize::from(s.shndx)) {
+                    ranges.push((r.offset, r.size));
+                }
+            }
+        }
+        ranges.sort_unstable();
+        ranges.dedup();
+        Some(ranges)
     }
 
     /// The `key=value` strings of `.modinfo`, split as libkmod splits them:

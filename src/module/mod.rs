@@ -19,6 +19,21 @@ pub enum LoadError {
     Elf(#[from] ElfError),
 }
 
+/// Sorts ranges and merges those that overlap or lie close together, so
+/// that neighbouring tables (`.symtab` and `.strtab`, say) take one read.
+fn coalesce(mut ranges: Vec<elf::FileRange>) -> Vec<elf::FileRange> {
+    const GAP: u64 = 4096;
+    ranges.sort_unstable();
+    let mut out: Vec<elf::FileRange> = Vec::with_capacity(ranges.len());
+    for (offset, len) in ranges {
+        match out.last_mut() {
+            Some((o, l)) if offset <= *o + *l + GAP => *l = (*l).max(offset + len - *o),
+            _ => out.push((offset, len)),
+        }
+    }
+    out
+}
+
 /// An exported symbol, owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Export {
@@ -64,6 +79,63 @@ impl ModuleMeta {
         match ElfModule::parse(&image) {
             Ok(elf) => ModuleMeta::from_elf(&elf),
             Err(e) => ModuleMeta::failed(e.into()),
+        }
+    }
+
+    /// Reads a module from an open file of `len` bytes, fetching only the
+    /// parts depmod looks at: the ELF header, the section headers and names,
+    /// the symbol, string, modinfo and version tables, and the sections
+    /// holding CRCs, into `buf` at their file offsets. A compressed module is
+    /// read whole. Parsing then sees exactly what a full read would show it;
+    /// where it could look further (a string table without its final NUL),
+    /// everything is read. `buf` is reused between calls.
+    pub fn from_file(file: &std::fs::File, len: u64, buf: &mut Vec<u8>, limit: u64) -> ModuleMeta {
+        use std::os::unix::fs::FileExt;
+        if len < 6 {
+            return ModuleMeta::failed(LoadError::TooShort);
+        }
+        let Some(size) = usize::try_from(len).ok().filter(|_| len <= limit) else {
+            return ModuleMeta::failed(LoadError::Io(format!(
+                "module is larger than the limit of {limit} bytes"
+            )));
+        };
+        if buf.len() < size {
+            buf.resize(size, 0);
+        }
+        let load = |buf: &mut Vec<u8>, (offset, length): elf::FileRange| -> Result<(), LoadError> {
+            let (start, end) = (offset as usize, (offset + length) as usize);
+            file.read_exact_at(&mut buf[start..end], offset)
+                .map_err(|e| LoadError::Io(crate::util::io_reason(&e)))
+        };
+        let read = (|| -> Result<(), LoadError> {
+            load(buf, (0, len.min(64)))?;
+            if decompress::Compression::detect(&buf[..size]) != decompress::Compression::None {
+                return load(buf, (0, len));
+            }
+            if let Some(table) = elf::section_table_range(&buf[..size]) {
+                load(buf, table)?;
+                if let Some(names) = elf::section_names_range(&buf[..size]) {
+                    load(buf, names)?;
+                }
+            }
+            let tables = match ElfModule::parse(&buf[..size]) {
+                Ok(elf) => elf.table_ranges(),
+                Err(_) => return Ok(()), // parsing fails again below, reading nothing more
+            };
+            for range in coalesce(tables) {
+                load(buf, range)?;
+            }
+            match ElfModule::parse(&buf[..size])
+                .ok()
+                .and_then(|elf| elf.crc_ranges())
+            {
+                Some(ranges) => ranges.into_iter().try_for_each(|r| load(buf, r)),
+                None => load(buf, (0, len)),
+            }
+        })();
+        match read {
+            Ok(()) => ModuleMeta::from_file_bytes(&buf[..size], limit),
+            Err(e) => ModuleMeta::failed(e),
         }
     }
 

@@ -220,14 +220,20 @@ impl Tree for DirTree {
     /// Reads the module into a per-thread buffer (cheaper than mapping
     /// thousands of small files) and hashes it in the same pass.
     fn module_meta(&self, path: &[u8], decompress_limit: u64) -> ModuleMeta {
-        if !self.hash_modules {
-            return match self.read(path) {
-                Ok(bytes) => ModuleMeta::from_file_bytes(&bytes, decompress_limit),
-                Err(e) => ModuleMeta::failed(LoadError::Io(crate::util::io_reason(&e))),
-            };
-        }
         thread_local! {
             static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        }
+        if !self.hash_modules {
+            let opened = self
+                .host_path(path)
+                .and_then(fs::File::open)
+                .and_then(|f| Ok((f.metadata()?.len(), f)));
+            return match opened {
+                Ok((len, file)) => BUFFER.with_borrow_mut(|buf| {
+                    ModuleMeta::from_file(&file, len, buf, decompress_limit)
+                }),
+                Err(e) => ModuleMeta::failed(LoadError::Io(crate::util::io_reason(&e))),
+            };
         }
         BUFFER.with_borrow_mut(|buf| {
             buf.clear();
