@@ -202,7 +202,6 @@ impl<'a> ElfModule<'a> {
     /// holding the CRCs of `__crc_` symbols. `None` when a symbol name could
     /// run past the end of `.strtab`, so that everything must be read.
     pub fn crc_ranges(&self) -> Option<Vec<FileRange>> {
-        const CRC_PREFIX: &[u8] = b"__crc_";
         let (Some(strtab), Ok(symbols)) = (self.sections.strtab, self.symbols()) else {
             return Some(Vec::new());
         };
@@ -214,10 +213,7 @@ impl<'a> ElfModule<'a> {
             if u64::from(s.name) >= strtab.size {
                 continue;
             }
-            let Some(export) = self
-                .c_str(strtab.offset + u64::from(s.name))
-                .strip_prefix(CRC_PREFIX)
-            else {
+            let Some(export) = self.crc_export_name(strtab.offset + u64::from(s.name)) else {
                 continue;
             };
             if export.is_empty() {
@@ -275,7 +271,7 @@ impl<'a> ElfModule<'a> {
             .iter()
             .filter_map(|s| {
                 let at = strtab.offset + u64::from(s.name);
-                let name = self.c_str(at).strip_prefix(CRC_PREFIX)?;
+                let name = self.crc_export_name(at)?;
                 let name_after_empty = name
                     .is_empty()
                     .then(|| self.c_str(at + CRC_PREFIX.len() as u64 + 1));
@@ -425,6 +421,17 @@ impl<'a> ElfModule<'a> {
     }
 
     /// The NUL-terminated string at `offset` (cut at the end of the file).
+    /// For the string at `offset`: the exported name if it is `__crc_NAME`.
+    /// Checks the prefix before measuring the string, as most are not.
+    fn crc_export_name(&self, offset: u64) -> Option<&'a [u8]> {
+        const CRC_PREFIX: &[u8] = b"__crc_";
+        let rest = self.data.get(offset as usize..)?;
+        if !rest.starts_with(CRC_PREFIX) {
+            return None;
+        }
+        Some(self.c_str(offset + CRC_PREFIX.len() as u64))
+    }
+
     fn c_str(&self, offset: u64) -> &'a [u8] {
         let rest = self.data.get(offset as usize..).unwrap_or_default();
         let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());

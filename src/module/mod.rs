@@ -107,10 +107,10 @@ impl ModuleMeta {
             file.read_exact_at(&mut buf[start..end], offset)
                 .map_err(|e| LoadError::Io(crate::util::io_reason(&e)))
         };
-        let read = (|| -> Result<(), LoadError> {
+        let read = (|| -> Result<bool, LoadError> {
             load(buf, (0, len.min(64)))?;
             if decompress::Compression::detect(&buf[..size]) != decompress::Compression::None {
-                return load(buf, (0, len));
+                return Ok(true);
             }
             if let Some(table) = elf::section_table_range(&buf[..size]) {
                 load(buf, table)?;
@@ -120,7 +120,7 @@ impl ModuleMeta {
             }
             let tables = match ElfModule::parse(&buf[..size]) {
                 Ok(elf) => elf.table_ranges(),
-                Err(_) => return Ok(()), // parsing fails again below, reading nothing more
+                Err(_) => return Ok(false), // parsing fails again below, reading nothing more
             };
             for range in coalesce(tables) {
                 load(buf, range)?;
@@ -129,12 +129,22 @@ impl ModuleMeta {
                 .ok()
                 .and_then(|elf| elf.crc_ranges())
             {
-                Some(ranges) => ranges.into_iter().try_for_each(|r| load(buf, r)),
-                None => load(buf, (0, len)),
+                Some(ranges) => ranges.into_iter().try_for_each(|r| load(buf, r))?,
+                None => load(buf, (0, len))?,
             }
+            Ok(false)
         })();
         match read {
-            Ok(()) => ModuleMeta::from_file_bytes(&buf[..size], limit),
+            Ok(false) => ModuleMeta::from_file_bytes(&buf[..size], limit),
+            // A compressed module is needed whole: map it rather than grow
+            // the reusable buffer to its size.
+            Ok(true) => {
+                // SAFETY: module files are read-only input; see DirTree::read.
+                match unsafe { memmap2::Mmap::map(file) } {
+                    Ok(map) => ModuleMeta::from_file_bytes(&map, limit),
+                    Err(e) => ModuleMeta::failed(LoadError::Io(crate::util::io_reason(&e))),
+                }
+            }
             Err(e) => ModuleMeta::failed(e),
         }
     }

@@ -8,7 +8,7 @@
 //! (Rooted at `/`, this is exactly how the host resolves paths.)
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -36,6 +36,8 @@ pub struct DirTree {
     /// are at hand, so the manifest never reads a module twice.
     digests: Mutex<HashMap<Vec<u8>, FileDigest>>,
     hash_modules: bool,
+    /// Resolved paths of entries seen in listings that are not symlinks.
+    plain: Mutex<HashSet<Vec<u8>>>,
 }
 
 impl DirTree {
@@ -45,6 +47,7 @@ impl DirTree {
             dirs: Mutex::new(HashMap::new()),
             digests: Mutex::new(HashMap::new()),
             hash_modules: true,
+            plain: Mutex::new(HashSet::new()),
         }
     }
 
@@ -86,6 +89,12 @@ impl DirTree {
                 base
             }
         };
+        let joined = super::join(&[&base, name]);
+        // Entries a directory listing showed as plain (not symlinks) need no
+        // further lookup.
+        if self.plain.lock().is_ok_and(|p| p.contains(&joined)) {
+            return Ok(joined);
+        }
         self.resolve_from(split(&base), name, false)
             .map(|c| c.join(&b'/'))
     }
@@ -160,8 +169,10 @@ fn join_name(dir: &[u8], name: &[u8]) -> Vec<u8> {
 
 impl Tree for DirTree {
     fn read_dir(&self, path: &[u8]) -> io::Result<Vec<DirEntry>> {
-        let dir = self.host_path(path)?;
+        let resolved = self.resolve(path)?;
+        let dir = self.host(&resolved);
         let mut entries = Vec::new();
+        let mut plain = Vec::new();
         for entry in fs::read_dir(&dir)? {
             let entry = entry?;
             let file_type = entry.file_type()?;
@@ -171,14 +182,20 @@ impl Tree for DirTree {
                 // just not a module.
                 self.kind(&join_name(path, &name))
                     .unwrap_or(EntryKind::Other)
-            } else if file_type.is_file() {
-                EntryKind::File
-            } else if file_type.is_dir() {
-                EntryKind::Dir
             } else {
-                EntryKind::Other
+                plain.push(super::join(&[&resolved, &name]));
+                if file_type.is_file() {
+                    EntryKind::File
+                } else if file_type.is_dir() {
+                    EntryKind::Dir
+                } else {
+                    EntryKind::Other
+                }
             };
             entries.push(DirEntry { name, kind });
+        }
+        if let Ok(mut known) = self.plain.lock() {
+            known.extend(plain);
         }
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(entries)
