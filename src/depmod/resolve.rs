@@ -196,9 +196,9 @@ fn direct_dependencies(
         .iter()
         .map(|module| {
             let mut deps: Vec<usize> = Vec::new();
-            for import in module.meta.imports.iter().flatten() {
-                let symbol = String::from_utf8_lossy(&import.name);
-                let Some((key, sym)) = lookup_entry(symbols, &import.name, opts.prefix) else {
+            for import in module.meta.imports.iter().flat_map(|i| i.iter()) {
+                let symbol = String::from_utf8_lossy(import.name);
+                let Some((key, sym)) = lookup_entry(symbols, import.name, opts.prefix) else {
                     if opts.report && !import.weak {
                         diags.push(
                             Diagnostic::warning(format!(

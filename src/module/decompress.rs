@@ -62,7 +62,49 @@ pub fn decompress(bytes: &[u8], limit: u64) -> Result<Cow<'_, [u8]>, DecompressE
         Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(bytes)),
         Compression::Zstd => return decompress_zstd(bytes, limit).map(Cow::Owned),
     };
-    read_capped(reader, format, limit).map(Cow::Owned)
+    // Sizing the buffer right from the start avoids reallocating (and
+    // briefly holding twice) a large image while it grows.
+    let hint = match format {
+        Compression::Xz => xz_uncompressed_size(bytes),
+        Compression::Gzip => gzip_uncompressed_size(bytes),
+        _ => None,
+    };
+    let capacity = hint.filter(|&n| n <= limit).unwrap_or(0) as usize;
+    read_capped(reader, format, limit, capacity).map(Cow::Owned)
+}
+
+/// Decompresses an xz or gzip module read from `source`, a chunk at a time
+/// as kmod reads them, so the compressed file is never held whole. `tail`
+/// (the file's last bytes) gives the size hint.
+pub fn decompress_stream(
+    source: impl Read,
+    format: Compression,
+    tail: &[u8],
+    limit: u64,
+) -> Result<Vec<u8>, DecompressError> {
+    let (reader, hint): (Box<dyn Read + '_>, _) = match format {
+        Compression::Xz => (
+            Box::new(liblzma::read::XzDecoder::new_multi_decoder(source)),
+            xz_uncompressed_size(tail),
+        ),
+        Compression::Gzip => (
+            Box::new(flate2::read::MultiGzDecoder::new(source)),
+            gzip_uncompressed_size(tail),
+        ),
+        Compression::None | Compression::Zstd => {
+            let mut bytes = Vec::new();
+            let mut source = source;
+            source
+                .read_to_end(&mut bytes)
+                .map_err(|e| DecompressError::Corrupt {
+                    format: format.name(),
+                    reason: e.to_string(),
+                })?;
+            return decompress(&bytes, limit).map(Cow::into_owned);
+        }
+    };
+    let capacity = hint.filter(|&n| n <= limit).unwrap_or(0) as usize;
+    read_capped(reader, format, limit, capacity)
 }
 
 /// libkmod sizes its buffer from the first frame's declared content size and
@@ -86,12 +128,60 @@ fn decompress_zstd(bytes: &[u8], limit: u64) -> Result<Vec<u8>, DecompressError>
     zstd::bulk::decompress(bytes, size as usize).map_err(|e| corrupt(e.to_string()))
 }
 
+/// The uncompressed size an xz file declares in its index, when it is a
+/// single well-formed stream. Only a hint: the decoder still checks it.
+fn xz_uncompressed_size(bytes: &[u8]) -> Option<u64> {
+    const FOOTER: usize = 12;
+    // Stream padding: zero bytes after the stream, in multiples of four.
+    let mut end = bytes.len();
+    while end >= 4 && bytes[end - 4..end] == [0; 4] {
+        end -= 4;
+    }
+    let footer = bytes.get(end.checked_sub(FOOTER)?..end)?;
+    if &footer[10..12] != b"YZ" {
+        return None;
+    }
+    let backward = (u64::from(u32::from_le_bytes(footer[4..8].try_into().ok()?)) + 1) * 4;
+    let index_start = (end - FOOTER).checked_sub(usize::try_from(backward).ok()?)?;
+    let index = &bytes[index_start..end - FOOTER];
+    let (&indicator, mut rest) = index.split_first()?;
+    if indicator != 0 {
+        return None;
+    }
+    let mut vli = || -> Option<u64> {
+        let mut value = 0u64;
+        for (i, &byte) in rest.iter().enumerate().take(9) {
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                rest = &rest[i + 1..];
+                return Some(value);
+            }
+        }
+        None
+    };
+    let records = vli()?;
+    let mut total = 0u64;
+    for _ in 0..records {
+        let _unpadded = vli()?;
+        total = total.checked_add(vli()?)?;
+    }
+    Some(total)
+}
+
+/// gzip's trailer holds the uncompressed size modulo 2^32 (of the last
+/// member): a hint for the common single-member file.
+fn gzip_uncompressed_size(bytes: &[u8]) -> Option<u64> {
+    let tail = bytes.get(bytes.len().checked_sub(4)?..)?;
+    Some(u64::from(u32::from_le_bytes(tail.try_into().ok()?)))
+}
+
 pub(crate) fn read_capped(
     reader: impl Read,
     format: Compression,
     limit: u64,
+    capacity: usize,
 ) -> Result<Vec<u8>, DecompressError> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(capacity);
     // Read one byte past the limit to tell "exactly at" from "over".
     reader
         .take(limit.saturating_add(1))
@@ -141,6 +231,19 @@ mod tests {
         enc.write_all(&[1u8; 500]).unwrap();
         enc.finish().unwrap();
         assert!(decompress(&streamed, 1000).is_err());
+    }
+
+    #[test]
+    fn xz_size_hint_is_read_from_the_index() {
+        let data = vec![42u8; 123_457];
+        let mut xz = Vec::new();
+        let mut enc = liblzma::write::XzEncoder::new(&mut xz, 6);
+        enc.write_all(&data).unwrap();
+        enc.finish().unwrap();
+        assert_eq!(xz_uncompressed_size(&xz), Some(123_457));
+        assert_eq!(decompress(&xz, 1 << 20).unwrap().len(), 123_457);
+        // Garbage where the footer should be gives no hint, not an error.
+        assert_eq!(xz_uncompressed_size(&xz[..xz.len() - 1]), None);
     }
 
     #[test]

@@ -43,12 +43,53 @@ pub struct Export {
     pub name_after_empty: Option<Vec<u8>>,
 }
 
-/// A needed symbol, owned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Import {
-    pub name: Vec<u8>,
-    pub crc: u64,
-    pub weak: bool,
+/// The symbols a module needs, in order. Kept compact (names back to back
+/// in one buffer): a kernel's modules need tens of thousands of symbols, and
+/// all of them stay in memory until dependencies are resolved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Imports {
+    names: Vec<u8>,
+    entries: Vec<ImportEntry>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ImportEntry {
+    /// Where the name ends in `names` (it starts where the previous ends).
+    end: usize,
+    crc: u64,
+    weak: bool,
+}
+
+impl Imports {
+    pub fn push(&mut self, name: &[u8], crc: u64, weak: bool) {
+        self.names.extend_from_slice(name);
+        self.entries.push(ImportEntry {
+            end: self.names.len(),
+            crc,
+            weak,
+        });
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = elf::Import<'_>> {
+        let mut start = 0;
+        self.entries.iter().map(move |e| {
+            let name = &self.names[start..e.end];
+            start = e.end;
+            elf::Import {
+                name,
+                crc: e.crc,
+                weak: e.weak,
+            }
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
 }
 
 /// Everything depmod uses from one module, extracted so the (possibly large,
@@ -62,7 +103,7 @@ pub struct ModuleMeta {
     pub weakdeps: Vec<Vec<u8>>,
     /// `None` when the symbol table could not be read: the module then has
     /// no dependencies, as with kmod.
-    pub imports: Option<Vec<Import>>,
+    pub imports: Option<Imports>,
 }
 
 impl ModuleMeta {
@@ -76,7 +117,12 @@ impl ModuleMeta {
             Ok(image) => image,
             Err(e) => return ModuleMeta::failed(e.into()),
         };
-        match ElfModule::parse(&image) {
+        ModuleMeta::from_image(&image)
+    }
+
+    /// Reads a module from its uncompressed ELF image.
+    fn from_image(image: &[u8]) -> ModuleMeta {
+        match ElfModule::parse(image) {
             Ok(elf) => ModuleMeta::from_elf(&elf),
             Err(e) => ModuleMeta::failed(e.into()),
         }
@@ -109,7 +155,9 @@ impl ModuleMeta {
         };
         let read = (|| -> Result<bool, LoadError> {
             load(buf, (0, len.min(64)))?;
-            if decompress::Compression::detect(&buf[..size]) != decompress::Compression::None {
+            if decompress::Compression::detect(&buf[..len.min(64) as usize])
+                != decompress::Compression::None
+            {
                 return Ok(true);
             }
             if let Some(table) = elf::section_table_range(&buf[..size]) {
@@ -139,10 +187,17 @@ impl ModuleMeta {
             // A compressed module is needed whole: map it rather than grow
             // the reusable buffer to its size.
             Ok(true) => {
-                // SAFETY: module files are read-only input; see DirTree::read.
-                match unsafe { memmap2::Mmap::map(file) } {
-                    Ok(map) => ModuleMeta::from_file_bytes(&map, limit),
-                    Err(e) => ModuleMeta::failed(LoadError::Io(crate::util::io_reason(&e))),
+                let format = decompress::Compression::detect(&buf[..len.min(64) as usize]);
+                let tail_len = len.min(4096);
+                let mut tail = vec![0u8; tail_len as usize];
+                if let Err(e) = file.read_exact_at(&mut tail, len - tail_len) {
+                    return ModuleMeta::failed(LoadError::Io(crate::util::io_reason(&e)));
+                }
+                // The file's own cursor is still at the start: only pread
+                // was used so far.
+                match decompress::decompress_stream(file, format, &tail, limit) {
+                    Ok(image) => ModuleMeta::from_image(&image),
+                    Err(e) => ModuleMeta::failed(e.into()),
                 }
             }
             Err(e) => ModuleMeta::failed(e),
@@ -181,13 +236,15 @@ impl ModuleMeta {
             list.push(value.to_vec());
         }
         meta.imports = elf.imports().ok().map(|list| {
-            list.into_iter()
-                .map(|i| Import {
-                    name: i.name.to_vec(),
-                    crc: i.crc,
-                    weak: i.weak,
-                })
-                .collect()
+            let mut imports = Imports::default();
+            imports
+                .names
+                .reserve(list.iter().map(|i| i.name.len()).sum());
+            imports.entries.reserve_exact(list.len());
+            for i in list {
+                imports.push(i.name, i.crc, i.weak);
+            }
+            imports
         });
         meta
     }
