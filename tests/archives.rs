@@ -213,22 +213,6 @@ fn tree_files(dir: &Path) -> BTreeMap<String, (Vec<u8>, u32)> {
         .collect()
 }
 
-fn corpus_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os("KMODIDX_CORPUS") {
-        Some(dir) => PathBuf::from(dir),
-        None => repo().join("../shared/corpus"),
-    };
-    if dir.join("debian").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "\n*** SKIPPED: no kernel corpus at {} (set KMODIDX_CORPUS) ***\n",
-            dir.display()
-        );
-        None
-    }
-}
-
 /// Unpacks every kernel package: (temp dir, root, version, reference dir).
 fn unpack_corpus(corpus: &Path) -> Vec<(tempfile::TempDir, PathBuf, String, PathBuf)> {
     let mut debs: Vec<PathBuf> = fs::read_dir(corpus.join("debian"))

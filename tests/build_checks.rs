@@ -57,21 +57,6 @@ fn written(out: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     index_files(&out.join("lib/modules").join(VERSION))
 }
 
-fn live_depmod30() -> Option<PathBuf> {
-    let found = ["/usr/sbin/depmod", "/sbin/depmod"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists());
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI needs Debian's depmod: apt-get install kmod"
-        );
-        eprintln!("\n*** SKIPPED live depmod 30 comparison: install Debian's kmod package ***\n");
-    }
-    found
-}
-
 /// Runs live depmod 30 with `-C config` on a copy of `root`.
 fn depmod30(
     depmod: &Path,

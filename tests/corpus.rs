@@ -16,22 +16,6 @@ use std::process::Command;
 
 use common::*;
 
-fn corpus_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os("KMODIDX_CORPUS") {
-        Some(dir) => PathBuf::from(dir),
-        None => repo().join("../shared/corpus"),
-    };
-    if dir.join("debian").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "\n*** SKIPPED: no kernel corpus at {} (set KMODIDX_CORPUS) ***\n",
-            dir.display()
-        );
-        None
-    }
-}
-
 /// An unpacked kernel package.
 struct Kernel {
     _root: tempfile::TempDir,
@@ -195,19 +179,8 @@ fn drop_in_depmod_matches_kmod34_on_real_kernels() {
 /// Without Debian's depmod installed this is skipped loudly, except in CI
 /// (`CI` set), where .ci/run installs it and its absence is a failure.
 fn run_debian_depmod(kernel: &Kernel) -> Option<std::collections::BTreeMap<String, Vec<u8>>> {
-    let Some(depmod) = ["/usr/sbin/depmod", "/sbin/depmod"]
-        .into_iter()
-        .map(Path::new)
-        .find(|p| p.exists())
-    else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI needs Debian's depmod: apt-get install kmod"
-        );
-        eprintln!("\n*** SKIPPED live depmod 30 comparison: install Debian's kmod package ***\n");
-        return None;
-    };
-    let version = Command::new(depmod).arg("-V").output().unwrap();
+    let depmod = live_depmod30()?;
+    let version = Command::new(&depmod).arg("-V").output().unwrap();
     assert!(
         String::from_utf8_lossy(&version.stdout).contains("kmod version 30"),
         "the live oracle must be kmod 30, found: {}",

@@ -326,21 +326,6 @@ fn run(case: &Case, program: &Path, compat: Option<&str>) -> Effects {
     }
 }
 
-fn live_depmod30() -> Option<PathBuf> {
-    let found = ["/usr/sbin/depmod", "/sbin/depmod"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists());
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI needs Debian's depmod: apt-get install kmod"
-        );
-        eprintln!("\n*** SKIPPED live depmod 30 comparisons: install Debian's kmod package ***\n");
-    }
-    found
-}
-
 fn golden_dir(case: &Case) -> PathBuf {
     repo().join("fixtures/cli-golden").join(case.name)
 }

@@ -83,3 +83,38 @@ pub fn depmod_lines(stderr: &[u8]) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// The kernel corpus: `../shared/corpus` beside the repository, or where
+/// `KMODIDX_CORPUS` points. `None`, said loudly, when it is absent.
+pub fn corpus_dir() -> Option<PathBuf> {
+    let dir = match std::env::var_os("KMODIDX_CORPUS") {
+        Some(dir) => PathBuf::from(dir),
+        None => repo().join("../shared/corpus"),
+    };
+    if dir.join("debian").is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "\n*** SKIPPED: no kernel corpus at {} (set KMODIDX_CORPUS) ***\n",
+            dir.display()
+        );
+        None
+    }
+}
+
+/// Debian's depmod (kmod 30), the live oracle. Without it the comparison is
+/// skipped loudly, except in CI (`CI` set), where .ci/run installs it.
+pub fn live_depmod30() -> Option<PathBuf> {
+    let found = ["/usr/sbin/depmod", "/sbin/depmod"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists());
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs Debian's depmod: apt-get install kmod"
+        );
+        eprintln!("\n*** SKIPPED live depmod 30 comparison: install Debian's kmod package ***\n");
+    }
+    found
+}
