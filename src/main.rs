@@ -21,8 +21,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Index the modules of a filesystem tree into an output directory,
-    /// writing every modules.* file kmod's depmod writes.
+    /// Index the modules of a filesystem tree or archive, writing every
+    /// modules.* file kmod's depmod writes into a directory or archive.
     Build(cli::build::BuildArgs),
     /// Check an output directory or archive against its manifest, or
     /// (with --from) against a fresh build. Exit status: 0 when all
