@@ -213,46 +213,15 @@ fn tree_files(dir: &Path) -> BTreeMap<String, (Vec<u8>, u32)> {
         .collect()
 }
 
-/// Unpacks every kernel package: (temp dir, root, version, reference dir).
-fn unpack_corpus(corpus: &Path) -> Vec<(tempfile::TempDir, PathBuf, String, PathBuf)> {
-    let mut debs: Vec<PathBuf> = fs::read_dir(corpus.join("debian"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "deb"))
-        .collect();
-    debs.sort();
-    debs.iter()
-        .map(|deb| {
-            let dir = tempfile::tempdir().unwrap();
-            let root = dir.path().join("root");
-            let status = Command::new("dpkg-deb")
-                .arg("-x")
-                .arg(deb)
-                .arg(&root)
-                .status()
-                .expect("dpkg-deb is needed to unpack the corpus");
-            assert!(status.success());
-            let version = fs::read_dir(root.join("lib/modules"))
-                .unwrap()
-                .next()
-                .unwrap()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .into_owned();
-            let reference = corpus.join(&version).join("ref-34.2");
-            (dir, root, version, reference)
-        })
-        .collect()
-}
-
 // ---------------------------------------------------------------------------
 // Real kernels through every input form.
 
 #[test]
 fn every_input_form_of_real_kernels_matches_kmod34() {
     let Some(corpus) = corpus_dir() else { return };
-    for (tmp, root, version, reference) in unpack_corpus(&corpus) {
+    for kernel in unpack_corpus(&corpus) {
+        let (tmp, root, version, reference) =
+            (kernel.dir, kernel.root, kernel.version, kernel.reference);
         let started = std::time::Instant::now();
         let want = index_files(&reference);
         assert_eq!(want.len(), 11, "ref-34.2 of {version} is incomplete");
@@ -327,12 +296,13 @@ fn staged_real_kernel_is_reproducible_across_inputs() {
     let Some(corpus) = corpus_dir() else { return };
     let kernels = unpack_corpus(&corpus);
     // The smaller package keeps this quick.
-    let (tmp, root, _, _) = kernels
+    let kernel = kernels
         .iter()
         .min_by_key(|k| {
-            walk(&k.1).len() + fs::metadata(&k.1).map(|m| m.len() as usize).unwrap_or(0)
+            walk(&k.root).len() + fs::metadata(&k.root).map(|m| m.len() as usize).unwrap_or(0)
         })
         .unwrap();
+    let (tmp, root) = (&kernel.dir, &kernel.root);
     let mut items = walk(root);
     items.reverse();
     let archive = tmp.path().join("shuffled.tar");

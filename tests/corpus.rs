@@ -10,58 +10,9 @@
 
 mod common;
 
-use std::fs;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-
-/// An unpacked kernel package.
-struct Kernel {
-    _root: tempfile::TempDir,
-    root: PathBuf,
-    version: String,
-    reference: PathBuf,
-}
-
-fn unpack_all(corpus: &Path) -> Vec<Kernel> {
-    let mut debs: Vec<PathBuf> = fs::read_dir(corpus.join("debian"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "deb"))
-        .collect();
-    debs.sort();
-    assert!(!debs.is_empty(), "no .deb in {}", corpus.display());
-    debs.iter()
-        .map(|deb| {
-            let dir = tempfile::tempdir().unwrap();
-            let status = Command::new("dpkg-deb")
-                .arg("-x")
-                .arg(deb)
-                .arg(dir.path())
-                .status()
-                .expect("dpkg-deb is needed to unpack the corpus");
-            assert!(status.success(), "unpacking {}", deb.display());
-            let modules = dir.path().join("lib/modules");
-            let version = fs::read_dir(&modules)
-                .unwrap()
-                .next()
-                .unwrap()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .into_owned();
-            let reference = corpus.join(&version).join("ref-34.2");
-            assert!(reference.is_dir(), "no reference output for {version}");
-            Kernel {
-                root: dir.path().to_path_buf(),
-                _root: dir,
-                version,
-                reference,
-            }
-        })
-        .collect()
-}
 
 fn build(
     kernel: &Kernel,
@@ -95,7 +46,7 @@ fn build(
 #[test]
 fn real_kernels_match_kmod34_and_debian_depmod30() {
     let Some(corpus) = corpus_dir() else { return };
-    for kernel in unpack_all(&corpus) {
+    for kernel in unpack_corpus(&corpus) {
         let reference = index_files(&kernel.reference);
         assert_eq!(
             reference.len(),
@@ -139,7 +90,7 @@ fn drop_in_depmod_matches_kmod34_on_real_kernels() {
     let bin = tempfile::tempdir().unwrap();
     let depmod = bin.path().join("depmod");
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_kmodidx"), &depmod).unwrap();
-    for kernel in unpack_all(&corpus) {
+    for kernel in unpack_corpus(&corpus) {
         let root = kernel.root.to_str().unwrap();
         let symvers = corpus.join(&kernel.version).join("Module.symvers");
         let runs: [Vec<&str>; 2] = [

@@ -49,13 +49,8 @@ impl Plan {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Xz,
-    Zstd,
-}
+/// Output compression: the same four kinds modules and inputs come in.
+pub use crate::module::decompress::Compression;
 
 /// The form of an output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

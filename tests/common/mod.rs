@@ -118,3 +118,53 @@ pub fn live_depmod30() -> Option<PathBuf> {
     }
     found
 }
+
+/// An unpacked kernel package of the corpus.
+pub struct Kernel {
+    /// Scratch space; the package is unpacked into its `root/`.
+    pub dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub version: String,
+    /// depmod 34.2's output for it (`<corpus>/<version>/ref-34.2/`).
+    pub reference: PathBuf,
+}
+
+/// Unpacks every package in `<corpus>/debian/` with `dpkg-deb -x`.
+pub fn unpack_corpus(corpus: &Path) -> Vec<Kernel> {
+    let mut debs: Vec<PathBuf> = fs::read_dir(corpus.join("debian"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "deb"))
+        .collect();
+    debs.sort();
+    assert!(!debs.is_empty(), "no .deb in {}", corpus.display());
+    debs.iter()
+        .map(|deb| {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path().join("root");
+            let status = Command::new("dpkg-deb")
+                .arg("-x")
+                .arg(deb)
+                .arg(&root)
+                .status()
+                .expect("dpkg-deb is needed to unpack the corpus");
+            assert!(status.success(), "unpacking {}", deb.display());
+            let version = fs::read_dir(root.join("lib/modules"))
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
+            let reference = corpus.join(&version).join("ref-34.2");
+            assert!(reference.is_dir(), "no reference output for {version}");
+            Kernel {
+                dir,
+                root,
+                version,
+                reference,
+            }
+        })
+        .collect()
+}
