@@ -434,7 +434,8 @@ pub fn produce(
     let tree_path = join(&[module_dir.as_bytes(), version.as_bytes()]);
     let kmod_path = [b"/", tree_path.as_slice()].concat();
     let recording = Recording::new(tree);
-    let host = DirTree::new("/");
+    // Only --config files are read from the host, never modules.
+    let host = DirTree::new("/").hash_modules(false);
     let mut diagnostics = Vec::new();
 
     // Configuration: --config directories first, then the input's own.

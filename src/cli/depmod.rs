@@ -366,7 +366,9 @@ fn run_with(mut s: Settings, operands: Vec<OsString>, compat: Compat) -> i32 {
         s.print_unknown = false;
     }
 
-    let host = DirTree::new("/");
+    // depmod writes no manifest, so modules need not be hashed: they are
+    // read piecemeal, only their tables.
+    let host = DirTree::new("/").hash_modules(false);
     let in_host = |path: &[u8]| absolute(path).get(1..).map(<[u8]>::to_vec);
     let (config, explicit) = if s.all {
         let paths: Vec<Vec<u8>> = if s.config_paths.is_empty() {
