@@ -368,3 +368,60 @@ fn report_cycles(
     )));
     report
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn modules(names: &[&str]) -> Vec<LoadedModule> {
+        names
+            .iter()
+            .map(|n| LoadedModule {
+                name: n.as_bytes().to_vec(),
+                display_path: format!("/{n}.ko"),
+                meta: ModuleMeta::default(),
+            })
+            .collect()
+    }
+
+    fn report(names: &[&str], direct: &[Vec<usize>]) -> Vec<String> {
+        let users = topological_rank(direct).expect_err("graph has a cycle");
+        report_cycles(&modules(names), direct, &users)
+            .into_iter()
+            .map(|d| d.message)
+            .collect()
+    }
+
+    #[test]
+    fn simple_cycle_is_reported_as_kmod_does() {
+        // a -> b -> c -> a, and d needs a.
+        let direct = vec![vec![1], vec![2], vec![0], vec![0]];
+        assert_eq!(
+            report(&["a", "b", "c", "d"], &direct),
+            [
+                "Cycle detected: a -> b -> c -> a",
+                "Found 3 modules in dependency cycles!"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_walk_kmod_never_finishes_stops_with_an_explanation() {
+        // a <-> b, both need r; r needs c, and c <-> d. From r, kmod's walk
+        // goes round c <-> d for ever; kmodidx must stop.
+        let direct = vec![vec![1, 2], vec![0], vec![3], vec![4], vec![3]];
+        // (kmod's walk from a reaches r, then c, and loops there before it
+        // has printed anything.)
+        let lines = report(&["a", "b", "r", "c", "d"], &direct);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains("too tangled"), "{lines:?}");
+        assert!(lines[0].ends_with("include c"), "{lines:?}");
+    }
+
+    #[test]
+    fn topological_rank_orders_providers_after_users() {
+        // 0 needs 1, 1 needs 2.
+        let rank = topological_rank(&[vec![1], vec![2], vec![]]).unwrap();
+        assert!(rank[0] < rank[1] && rank[1] < rank[2]);
+    }
+}
