@@ -112,14 +112,7 @@ fn drop_in_depmod_matches_kmod34_on_real_kernels() {
                 "depmod {args:?} printed: {}",
                 String::from_utf8_lossy(&run.stderr)
             );
-            let mut written = index_files(&kernel.root.join("lib/modules").join(&kernel.version));
-            for input in [
-                "modules.order",
-                "modules.builtin",
-                "modules.builtin.modinfo",
-            ] {
-                written.remove(input);
-            }
+            let written = depmod_written(&kernel.root.join("lib/modules").join(&kernel.version));
             let what = format!("{} depmod {args:?}", kernel.version);
             assert_same_files(&what, &index_files(&kernel.reference), &written);
         }
@@ -160,14 +153,6 @@ fn run_debian_depmod(kernel: &Kernel) -> Option<std::collections::BTreeMap<Strin
         "depmod failed: {}",
         String::from_utf8_lossy(&run.stderr)
     );
-    let mut written = index_files(&copy.path().join("lib/modules").join(&kernel.version));
-    // The package's own inputs are not depmod output.
-    for input in [
-        "modules.order",
-        "modules.builtin",
-        "modules.builtin.modinfo",
-    ] {
-        written.remove(input);
-    }
+    let written = depmod_written(&copy.path().join("lib/modules").join(&kernel.version));
     Some(written)
 }

@@ -188,15 +188,7 @@ kernel/drivers/net/top_net.ko\n\
 kernel/drivers/misc/dia_top.ko\n";
 
 fn version_of(tree: &str) -> String {
-    let dir = repo().join("fixtures/trees").join(tree).join("lib/modules");
-    fs::read_dir(dir)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .file_name()
-        .to_string_lossy()
-        .into_owned()
+    only_version(&repo().join("fixtures/trees").join(tree).join("lib/modules"))
 }
 
 /// Everything below `dir` (not following symlinks): path → contents

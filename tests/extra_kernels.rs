@@ -41,14 +41,7 @@ fn depmod_output(
         depmod.display(),
         String::from_utf8_lossy(&run.stderr)
     );
-    let mut files = index_files(&copy.path().join(module_dir).join(version));
-    for input in [
-        "modules.order",
-        "modules.builtin",
-        "modules.builtin.modinfo",
-    ] {
-        files.remove(input);
-    }
+    let files = depmod_written(&copy.path().join(module_dir).join(version));
     files
 }
 
@@ -81,13 +74,7 @@ fn extra_kernels_match_depmod() {
         } else {
             "usr/lib/modules"
         };
-        let version = fs::read_dir(root.join(module_dir))
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .file_name();
-        let version = version.to_string_lossy().into_owned();
+        let version = only_version(&root.join(module_dir));
         let name = deb.file_name().unwrap().to_string_lossy().into_owned();
         for (compat, oracle) in [
             ("kmod34", depmod34.as_deref()),

@@ -40,6 +40,35 @@ pub fn index_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     files
 }
 
+/// What depmod wrote into a module directory: its `modules.*` files without
+/// the inputs a kernel package ships there.
+pub fn depmod_written(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut files = index_files(dir);
+    for input in [
+        "modules.order",
+        "modules.builtin",
+        "modules.builtin.modinfo",
+    ] {
+        files.remove(input);
+    }
+    files
+}
+
+/// The one kernel version under a module directory such as `lib/modules`.
+pub fn only_version(module_dir: &Path) -> String {
+    let mut versions: Vec<_> = fs::read_dir(module_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        versions.len(),
+        1,
+        "{} should hold one kernel",
+        module_dir.display()
+    );
+    versions.remove(0).to_string_lossy().into_owned()
+}
+
 /// Describes the first difference between two byte strings, or `None`.
 pub fn first_difference(want: &[u8], got: &[u8]) -> Option<String> {
     if want == got {
@@ -149,14 +178,7 @@ pub fn unpack_corpus(corpus: &Path) -> Vec<Kernel> {
                 .status()
                 .expect("dpkg-deb is needed to unpack the corpus");
             assert!(status.success(), "unpacking {}", deb.display());
-            let version = fs::read_dir(root.join("lib/modules"))
-                .unwrap()
-                .next()
-                .unwrap()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .into_owned();
+            let version = only_version(&root.join("lib/modules"));
             let reference = corpus.join(&version).join("ref-34.2");
             assert!(reference.is_dir(), "no reference output for {version}");
             Kernel {
