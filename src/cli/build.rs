@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use kmodidx::depmod::config::{self, ConfigLocation, DEFAULT_CONFIG_DIRS};
 use kmodidx::depmod::discover::ModuleDir;
 use kmodidx::depmod::kernel_symbols::{parse_symvers, parse_system_map};
-use kmodidx::depmod::{self, Compat, Diagnostic, Level, Request, SymbolOptions};
+use kmodidx::depmod::{self, Compat, Diagnostic, Request, SymbolOptions};
 use kmodidx::output::report;
 use std::io::Write;
 
@@ -513,7 +513,7 @@ pub fn produce(
         Ok(outcome) => outcome,
         Err(e) => {
             diagnostics.extend_from_slice(e.diagnostics());
-            super::print_diagnostics(&diagnostics, Level::Warning);
+            super::print_diagnostics(&diagnostics, 0);
             return Err(Failure {
                 message: format!("{e}; nothing was written"),
                 kernel_version: Some(version),
@@ -522,7 +522,7 @@ pub fn produce(
         }
     };
     diagnostics.extend(outcome.diagnostics.iter().cloned());
-    super::print_diagnostics(&diagnostics, Level::Warning);
+    super::print_diagnostics(&diagnostics, 0);
 
     let mut plan = Plan::default();
     for file in &outcome.files {

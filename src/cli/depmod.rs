@@ -11,7 +11,7 @@ use std::path::Path;
 use kmodidx::depmod::config::{self, ConfigLocation, DEFAULT_CONFIG_DIRS};
 use kmodidx::depmod::discover::{modname, Found, ModuleDir};
 use kmodidx::depmod::kernel_symbols::{parse_symvers, parse_system_map};
-use kmodidx::depmod::{self, Compat, Diagnostic, Level, Request, SymbolOptions};
+use kmodidx::depmod::{self, Compat, Diagnostic, Request, SymbolOptions};
 use kmodidx::output;
 use kmodidx::source::DirTree;
 use kmodidx::util::{io_reason, scan_unsigned};
@@ -125,29 +125,8 @@ struct Settings {
     warn_duplicates: bool,
 }
 
-/// Prints messages as depmod would at this verbosity: errors and warnings
-/// always, INFO from `-vv`, the `-v` progress lines on stdout.
-fn emit(diags: &[Diagnostic], verbose: u32) {
-    let stderr = std::io::stderr();
-    let mut err = stderr.lock();
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    for d in diags {
-        match d.level {
-            Level::Show if verbose >= 1 => {
-                let _ = writeln!(out, "{}", d.message);
-            }
-            Level::Show => {}
-            Level::Info if verbose < 2 => {}
-            level => {
-                let _ = writeln!(err, "depmod: {}: {}", level.label(), d.message);
-            }
-        }
-    }
-}
-
 fn fail(diag: Diagnostic, verbose: u32) -> i32 {
-    emit(&[diag], verbose);
+    super::print_diagnostics(&[diag], verbose);
     1
 }
 
@@ -289,7 +268,7 @@ fn run_with(mut s: Settings, operands: Vec<OsString>, compat: Compat) -> i32 {
     let version = match operands.next() {
         Some(v) if is_version_number(&v) => v,
         Some(v) => {
-            emit(
+            super::print_diagnostics(
                 &[Diagnostic::error(format!(
                     "Bad version passed {}",
                     lossy(&v)
@@ -346,7 +325,7 @@ fn run_with(mut s: Settings, operands: Vec<OsString>, compat: Compat) -> i32 {
         }
         let mut diags = Vec::new();
         let fresh = index_up_to_date(&dirname, &mut diags);
-        emit(&diags, verbose);
+        super::print_diagnostics(&diags, verbose);
         if fresh {
             return 0;
         }
@@ -357,7 +336,7 @@ fn run_with(mut s: Settings, operands: Vec<OsString>, compat: Compat) -> i32 {
     let kernel_symbols = match load_kernel_symbols(&s, &mut diags) {
         Ok(symbols) => symbols,
         Err(diag) => {
-            emit(&diags, verbose);
+            super::print_diagnostics(&diags, verbose);
             return fail(diag, verbose);
         }
     };
@@ -392,14 +371,14 @@ fn run_with(mut s: Settings, operands: Vec<OsString>, compat: Compat) -> i32 {
         match explicit_modules(&files, &dirname, &mut diags) {
             Ok(found) => (config::Config::default().with_defaults(), Some(found)),
             Err(diag) => {
-                emit(&diags, verbose);
+                super::print_diagnostics(&diags, verbose);
                 return fail(diag, verbose);
             }
         }
     };
 
     // Messages so far (symbol files, configuration) come before the run's.
-    emit(&diags, verbose);
+    super::print_diagnostics(&diags, verbose);
     let external_in_tree = |p: &[u8]| in_host(p);
     let request = Request {
         tree: &host,
@@ -424,11 +403,11 @@ fn run_with(mut s: Settings, operands: Vec<OsString>, compat: Compat) -> i32 {
     let outcome = match depmod::run(&request) {
         Ok(outcome) => outcome,
         Err(e) => {
-            emit(e.diagnostics(), verbose);
+            super::print_diagnostics(e.diagnostics(), verbose);
             match &e {
                 depmod::DepmodError::ModuleDir(diag, _) => {
                     let reason = diag.message.rsplit(": ").next().unwrap_or("").to_string();
-                    emit(
+                    super::print_diagnostics(
                         &[
                             diag.clone(),
                             Diagnostic::critical(format!("could not search modules: {reason}")),
@@ -436,7 +415,7 @@ fn run_with(mut s: Settings, operands: Vec<OsString>, compat: Compat) -> i32 {
                         verbose,
                     );
                 }
-                depmod::DepmodError::TooManyModules { .. } => emit(
+                depmod::DepmodError::TooManyModules { .. } => super::print_diagnostics(
                     &[Diagnostic::critical(
                         "could not build module array: Numerical result out of range".into(),
                     )],
@@ -448,7 +427,7 @@ fn run_with(mut s: Settings, operands: Vec<OsString>, compat: Compat) -> i32 {
             return 1;
         }
     };
-    emit(&outcome.diagnostics, verbose);
+    super::print_diagnostics(&outcome.diagnostics, verbose);
 
     if s.show {
         let stdout = std::io::stdout();
