@@ -3,12 +3,10 @@
 //! read without a panic (a module that cannot be read is reported, not
 //! fatal), and the whole pipeline runs on a tree full of such modules.
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use kmodidx::module::ModuleMeta;
 
 fn fixture_modules() -> Vec<PathBuf> {

@@ -3,13 +3,11 @@
 //! them, and `--symvers`/`--strict`/`--report` let a pipeline gate on
 //! unknown symbols and CRC mismatches.
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 const VERSION: &str = "6.1.0-fixture";
 

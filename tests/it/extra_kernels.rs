@@ -6,13 +6,11 @@
 //! depmod, with its output too (default mode). Without the variable this
 //! test does nothing.
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn depmod_output(
     depmod: &Path,

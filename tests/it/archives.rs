@@ -8,8 +8,6 @@
 //!   locale and thread count.
 //! * Merged-/usr trees, `verify`, and hostile archives.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
@@ -17,7 +15,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::*;
+use crate::common::*;
 use sha2::Digest;
 
 // ---------------------------------------------------------------------------

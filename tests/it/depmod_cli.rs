@@ -10,15 +10,13 @@
 //! in `fixtures/cli-golden/`. Set `KMODIDX_REGEN_CLI_GOLDENS=/path/to/depmod34`
 //! to re-record them.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Oracle {

@@ -8,11 +8,9 @@
 //! The corpus lives in `../shared/corpus` beside the repository, or where
 //! `KMODIDX_CORPUS` points. Without it these tests say so loudly and pass.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn build(
     kernel: &Kernel,

@@ -1,11 +1,9 @@
 //! Golden tests: kmodidx must reproduce, byte for byte, what kmod 34.2 and
 //! Debian's depmod 30 wrote for each synthetic tree in fixtures/trees.
 
-mod common;
-
 use std::fs;
 
-use common::*;
+use crate::common::*;
 
 /// Scenario names, from the trees directory.
 fn scenarios() -> Vec<String> {

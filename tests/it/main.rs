@@ -1,0 +1,14 @@
+//! kmodidx's integration tests: one test binary, one module per area, with
+//! the helpers they share in [`common`].
+
+#![allow(dead_code)]
+
+mod common;
+
+mod archives;
+mod build_checks;
+mod corpus;
+mod depmod_cli;
+mod extra_kernels;
+mod fixtures;
+mod robustness;
