@@ -2,6 +2,7 @@
 //! topological order, and its dependency-cycle report.
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use std::collections::VecDeque;
 
 use super::hash_order::{sort_in_hash_order, SYMBOL_BUCKETS};
 use super::{Diagnostic, Finding};
@@ -288,6 +289,26 @@ fn closure(module: usize, direct: &[Vec<usize>]) -> Vec<usize> {
     out
 }
 
+/// The modules a cycle report still has to start from: kmod's circular
+/// `kmod_list`, front first.
+struct Roots(VecDeque<usize>);
+
+impl Roots {
+    /// `kmod_list_remove_data`: it unlinks the node and returns the node
+    /// that followed it as the list's new head, so removing anything but
+    /// the head also rotates the list. This decides which module the next
+    /// cycle report starts from (kmod's `detect-loop` scenario shows it).
+    fn remove(&mut self, module: usize) {
+        if let Some(at) = self.0.iter().position(|&r| r == module) {
+            self.0.remove(at);
+            if !self.0.is_empty() {
+                let len = self.0.len();
+                self.0.rotate_left(at % len);
+            }
+        }
+    }
+}
+
 /// Reproduces kmod's cycle report: a depth-first walk from each module left
 /// over by the topological sort, printing every path that returns to its
 /// starting module, then the number of distinct modules on those paths.
@@ -303,14 +324,13 @@ fn report_cycles(
     }
     let n = modules.len();
     let name = |m: usize| String::from_utf8_lossy(&modules[m].name).into_owned();
-    let mut roots: Vec<usize> = (0..n).filter(|&i| users[i] > 0).collect();
-    let stack_capacity = roots.len();
+    let mut roots = Roots((0..n).filter(|&i| users[i] > 0).collect());
+    let stack_capacity = roots.0.len();
     let mut visited = vec![false; n];
     let mut in_cycles: HashSet<usize> = HashSet::new();
     let mut report = Vec::new();
 
-    while !roots.is_empty() {
-        let root = roots.remove(0);
+    while let Some(root) = roots.0.pop_front() {
         let mut vertices = vec![Vertex {
             module: root,
             parent: None,
@@ -328,7 +348,9 @@ fn report_cycles(
                     p = vertices[pv].parent;
                 }
                 path.reverse();
-                roots.retain(|r| !path.contains(r));
+                for &pm in &path {
+                    roots.remove(pm);
+                }
                 let mut line: Vec<String> = path.iter().map(|&pm| name(pm)).collect();
                 line.push(name(m));
                 report.push(
@@ -339,7 +361,7 @@ fn report_cycles(
             }
             visited[m] = true;
             if direct[m].is_empty() {
-                roots.retain(|&r| r != m);
+                roots.remove(m);
                 continue;
             }
             // kmod would overflow its fixed stack here (an assertion aborts
@@ -416,6 +438,21 @@ mod tests {
         assert_eq!(lines.len(), 1, "{lines:?}");
         assert!(lines[0].contains("too tangled"), "{lines:?}");
         assert!(lines[0].ends_with("include c"), "{lines:?}");
+    }
+
+    #[test]
+    fn removing_a_root_makes_its_successor_the_head() {
+        // kmod_list_remove_data returns the removed node's successor.
+        let mut roots = Roots([1, 2, 3, 4].into());
+        roots.remove(3);
+        assert_eq!(Vec::from(roots.0.clone()), [4, 1, 2]);
+        roots.remove(2);
+        assert_eq!(Vec::from(roots.0.clone()), [4, 1]);
+        roots.remove(9);
+        assert_eq!(Vec::from(roots.0.clone()), [4, 1]);
+        roots.remove(4);
+        roots.remove(1);
+        assert!(roots.0.is_empty());
     }
 
     #[test]
