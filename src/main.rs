@@ -23,6 +23,9 @@ struct Cli {
 enum Command {
     /// Index the modules of a filesystem tree or archive, writing every
     /// modules.* file kmod's depmod writes into a directory or archive.
+    /// Exit status: 0 on success, 1 when problems were found in the modules
+    /// (--strict findings, a dependency cycle), 2 when the run could not
+    /// complete.
     Build(cli::build::BuildArgs),
     /// Check an output directory or archive against its manifest, or
     /// (with --from) against a fresh build. Exit status: 0 when all
@@ -75,20 +78,19 @@ fn main() -> ExitCode {
     let invoked_as = argv.first().map(Path::new).and_then(Path::file_name);
     if invoked_as.is_some_and(|name| name == "depmod") {
         let prog = argv[0].to_string_lossy().into_owned();
-        return ExitCode::from(cli::depmod::run(&prog, &argv[1..]) as u8);
+        return depmod_status(cli::depmod::run(&prog, &argv[1..]));
     }
 
+    // Usage errors exit with status 2 (clap's), help and version with 0.
     let cli = Cli::parse();
-    let result = match &cli.command {
-        Command::Build(args) => cli::build::run(args),
-        Command::Verify(args) => cli::verify::run(args),
-        Command::Depmod { args } => Ok(cli::depmod::run("depmod", args)),
-    };
-    match result {
-        Ok(status) => ExitCode::from(status as u8),
-        Err(message) => {
-            eprintln!("kmodidx: error: {message}");
-            ExitCode::FAILURE
-        }
+    match &cli.command {
+        Command::Build(args) => ExitCode::from(cli::build::run(args)),
+        Command::Verify(args) => ExitCode::from(cli::verify::run(args)),
+        Command::Depmod { args } => depmod_status(cli::depmod::run("depmod", args)),
     }
+}
+
+/// depmod's exit statuses are small; anything else is a failure.
+fn depmod_status(status: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(status).unwrap_or(1))
 }

@@ -12,6 +12,16 @@ pub fn io_reason(e: &io::Error) -> String {
     }
 }
 
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
 /// Splits `bytes` the way repeated `fgets(buf, size, fp)` calls do: each
 /// chunk ends after a `\n`, or after `size - 1` bytes, or at the end of input.
 pub fn fgets_chunks(bytes: &[u8], size: usize) -> impl Iterator<Item = &[u8]> {

@@ -4,19 +4,22 @@
 
 use std::ffi::OsString;
 use std::fs;
-use std::io::Write;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
-use kmodidx::depmod::config::{self, ConfigLocation, DEFAULT_CONFIG_DIRS};
-use kmodidx::depmod::discover::{modname, Found, ModuleDir};
-use kmodidx::depmod::kernel_symbols::{parse_symvers, parse_system_map};
-use kmodidx::depmod::{self, Compat, Diagnostic, Request, SymbolOptions};
+use kmodidx::depmod::config::{self, ConfigLocation};
+use kmodidx::depmod::discover::{walk_modules, Found, ModuleDir, Walked};
+use kmodidx::depmod::kernel_symbols::{self, SymbolFileKind};
+use kmodidx::depmod::{self, Compat, Request, SymbolOptions};
+use kmodidx::diag::{lossy, Diagnostic, Kind};
+use kmodidx::layout::{modname, CONFIG_DIRS, DEFAULT_MODULE_DIR, PATH_MAX};
+use kmodidx::module::ModuleReader;
 use kmodidx::output;
 use kmodidx::source::DirTree;
 use kmodidx::util::{io_reason, scan_unsigned};
 
 use super::getopt::{self, OptSpec};
+use super::{eprint_line, print_depmod, stdout, StdoutError};
 
 /// kmod 34.2's options, in its table order (which getopt's ambiguity
 /// messages follow).
@@ -103,9 +106,7 @@ const OPTIONS: &[OptSpec] = &[
     },
 ];
 
-/// Where kmod 34.2 looks for modules by default.
-const DEFAULT_MODULE_DIRECTORY: &str = "/lib/modules";
-const PATH_MAX: usize = 4096;
+/// Largest decompressed module read: kmod has no limit but memory.
 const DECOMPRESS_LIMIT: u64 = 4 << 30;
 
 /// Settings gathered from the command line.
@@ -116,8 +117,7 @@ struct Settings {
     module_directory: Vec<u8>,
     out_root: Option<Vec<u8>>,
     config_paths: Vec<Vec<u8>>,
-    symvers: Option<Vec<u8>>,
-    system_map: Option<Vec<u8>>,
+    symbol_file: Option<(SymbolFileKind, Vec<u8>)>,
     print_unknown: bool,
     verbose: u32,
     show: bool,
@@ -125,19 +125,29 @@ struct Settings {
     warn_duplicates: bool,
 }
 
+/// Prints messages; a closed standard output ends the run quietly.
+fn print(diags: &[Diagnostic], verbose: u32) -> Result<(), i32> {
+    print_depmod(diags, verbose).map_err(|e| i32::from(e.exit_status("depmod", 1)))
+}
+
 fn fail(diag: Diagnostic, verbose: u32) -> i32 {
-    super::print_diagnostics(&[diag], verbose);
+    let _ = print(&[diag], verbose);
     1
 }
 
 /// A hint for people, printed after kmod's own message on its own line so
 /// that kmod's output stays line-for-line identical.
 fn hint(text: &str) {
-    eprintln!("kmodidx: hint: {text}");
+    eprint_line(&format!("kmodidx: hint: {text}"));
 }
 
-fn lossy(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+/// Prints `text` on stdout, as depmod's `printf` would.
+fn out(text: &[u8], status: i32) -> i32 {
+    match stdout(text) {
+        Ok(()) => status,
+        Err(StdoutError::Closed) => status,
+        Err(e) => i32::from(e.exit_status("depmod", 1)),
+    }
 }
 
 /// `path_make_absolute_cwd`: absolute paths as given, others below the
@@ -160,8 +170,9 @@ fn is_version_number(version: &[u8]) -> bool {
         .is_some()
 }
 
-fn help(prog: &str) {
-    print!(
+fn help(prog: &str) -> String {
+    let default_dir = format!("/{DEFAULT_MODULE_DIR}");
+    format!(
         "Usage:\n\t{prog} -[aA] [options] [forced_version]\n\n\
 If no arguments (except options) are given, \"depmod -a\" is assumed\n\n\
 depmod will output a dependency list suitable for the modprobe utility.\n\n\
@@ -178,13 +189,13 @@ Options:\n\
 \t-h, --help           show this help\n\n\
 The following options are useful for people managing distributions:\n\
 \t-b, --basedir=DIR    Root path (default: /).\n\
-\t-m, --moduledir=DIR  Module directory (default: {DEFAULT_MODULE_DIRECTORY}).\n\
+\t-m, --moduledir=DIR  Module directory (default: {default_dir}).\n\
 \t-o, --outdir=DIR     Output root path (default: same as <basedir>).\n\
 \t-F, --filesyms=FILE  Use the file instead of the\n\
 \t                     current kernel symbols.\n\
 \t-E, --symvers=FILE   Use Module.symvers file to check\n\
 \t                     symbol versions.\n"
-    );
+    )
 }
 
 /// Runs the drop-in; returns the exit status.
@@ -194,11 +205,10 @@ pub fn run(prog: &str, args: &[OsString]) -> i32 {
         all: false,
         quick: false,
         root: Vec::new(),
-        module_directory: DEFAULT_MODULE_DIRECTORY.as_bytes().to_vec(),
+        module_directory: format!("/{DEFAULT_MODULE_DIR}").into_bytes(),
         out_root: None,
         config_paths: Vec::new(),
-        symvers: None,
-        system_map: None,
+        symbol_file: None,
         print_unknown: false,
         verbose: 0,
         show: false,
@@ -209,7 +219,7 @@ pub fn run(prog: &str, args: &[OsString]) -> i32 {
         let opt = match opt {
             Ok(opt) => opt,
             Err(message) => {
-                eprintln!("{message}");
+                eprint_line(message);
                 return 1;
             }
         };
@@ -226,39 +236,41 @@ pub fn run(prog: &str, args: &[OsString]) -> i32 {
             'm' => s.module_directory = value(),
             'o' => s.out_root = Some(absolute(&value())),
             'C' => s.config_paths.push(value()),
-            'E' => s.symvers = Some(value()),
-            'F' => s.system_map = Some(value()),
+            // -E wins over -F, whatever their order.
+            'E' => s.symbol_file = Some((SymbolFileKind::Symvers, value())),
+            'F' => {
+                if !matches!(s.symbol_file, Some((SymbolFileKind::Symvers, _))) {
+                    s.symbol_file = Some((SymbolFileKind::SystemMap, value()));
+                }
+            }
             'e' => s.print_unknown = true,
             'v' => s.verbose += 1,
             'n' => s.show = true,
             'P' => {
                 let v = value();
                 if v.len() != 1 {
-                    return fail(
-                        Diagnostic::critical("-P only takes a single char".into()),
-                        s.verbose,
-                    );
+                    return fail(Diagnostic::critical(Kind::PrefixNotSingleChar), s.verbose);
                 }
                 s.prefix = v[0];
             }
             'w' => s.warn_duplicates = true,
             'h' => {
-                help(prog.rsplit('/').next().unwrap_or(prog));
-                return 0;
+                return out(help(prog.rsplit('/').next().unwrap_or(prog)).as_bytes(), 0);
             }
             'V' => {
-                println!("kmod version 34.2 (kmodidx {})", env!("CARGO_PKG_VERSION"));
-                println!("+ZSTD +XZ +ZLIB");
-                return 0;
+                let version = format!(
+                    "kmod version 34.2 (kmodidx {})\n+ZSTD +XZ +ZLIB\n",
+                    env!("CARGO_PKG_VERSION")
+                );
+                return out(version.as_bytes(), 0);
             }
             _ => unreachable!("getopt only returns listed options"),
         }
     }
-    let compat = match std::env::var("KMODIDX_COMPAT").as_deref() {
-        Ok("kmod30") => Compat::Kmod30,
-        Ok("kmod33") => Compat::Kmod33,
-        _ => Compat::Kmod34,
-    };
+    let compat = std::env::var("KMODIDX_COMPAT")
+        .ok()
+        .and_then(|name| Compat::from_name(&name))
+        .unwrap_or_default();
     run_with(s, parsed.operands, compat)
 }
 
@@ -268,13 +280,12 @@ fn run_with(mut s: Settings, operands: Vec<OsString>, compat: Compat) -> i32 {
     let version = match operands.next() {
         Some(v) if is_version_number(&v) => v,
         Some(v) => {
-            super::print_diagnostics(
-                &[Diagnostic::error(format!(
-                    "Bad version passed {}",
-                    lossy(&v)
-                ))],
+            if let Err(status) = print(
+                &[Diagnostic::error(Kind::BadVersion { version: lossy(&v) })],
                 verbose,
-            );
+            ) {
+                return status;
+            }
             if v.contains(&b'/') || v.ends_with(b".ko") || v.windows(4).any(|w| w == b".ko.") {
                 hint("a module path was given where the kernel version was expected; put the version first: depmod [options] VERSION [MODULE...]");
             } else {
@@ -286,7 +297,9 @@ fn run_with(mut s: Settings, operands: Vec<OsString>, compat: Compat) -> i32 {
             Ok(release) => release.strip_suffix(b"\n").unwrap_or(&release).to_vec(),
             Err(e) => {
                 return fail(
-                    Diagnostic::critical(format!("uname() failed: {}", io_reason(&e))),
+                    Diagnostic::critical(Kind::UnameFailed {
+                        reason: io_reason(&e),
+                    }),
                     verbose,
                 )
             }
@@ -306,12 +319,14 @@ fn run_with(mut s: Settings, operands: Vec<OsString>, compat: Compat) -> i32 {
     ] {
         if dir.len() >= PATH_MAX {
             return fail(
-                Diagnostic::error(format!(
-                    "Bad directory {}/{}/{}: path too long",
-                    lossy(root),
-                    lossy(&s.module_directory),
-                    lossy(&version)
-                )),
+                Diagnostic::error(Kind::DirectoryTooLong {
+                    path: format!(
+                        "{}/{}/{}",
+                        lossy(root),
+                        lossy(&s.module_directory),
+                        lossy(&version)
+                    ),
+                }),
                 verbose,
             );
         }
@@ -325,7 +340,9 @@ fn run_with(mut s: Settings, operands: Vec<OsString>, compat: Compat) -> i32 {
         }
         let mut diags = Vec::new();
         let fresh = index_up_to_date(&dirname, &mut diags);
-        super::print_diagnostics(&diags, verbose);
+        if let Err(status) = print(&diags, verbose) {
+            return status;
+        }
         if fresh {
             return 0;
         }
@@ -336,24 +353,25 @@ fn run_with(mut s: Settings, operands: Vec<OsString>, compat: Compat) -> i32 {
     let kernel_symbols = match load_kernel_symbols(&s, &mut diags) {
         Ok(symbols) => symbols,
         Err(diag) => {
-            super::print_diagnostics(&diags, verbose);
+            let _ = print(&diags, verbose);
             return fail(diag, verbose);
         }
     };
     if kernel_symbols.is_none() && s.print_unknown {
-        diags.push(Diagnostic::warning("-e needs -E or -F".into()));
+        diags.push(Diagnostic::warning(Kind::ErrsymsNeedSymbols));
         s.print_unknown = false;
     }
 
     // depmod writes no manifest, so modules need not be hashed: they are
     // read piecemeal, only their tables.
-    let host = DirTree::new("/").hash_modules(false);
+    let host = DirTree::new("/");
+    let modules = ModuleReader::dir(&host, DECOMPRESS_LIMIT);
     let in_host = |path: &[u8]| absolute(path).get(1..).map(<[u8]>::to_vec);
     let (config, explicit) = if s.all {
         let paths: Vec<Vec<u8>> = if s.config_paths.is_empty() {
-            DEFAULT_CONFIG_DIRS
+            CONFIG_DIRS
                 .iter()
-                .map(|d| d.as_bytes().to_vec())
+                .map(|d| format!("/{d}").into_bytes())
                 .collect()
         } else {
             s.config_paths.clone()
@@ -371,17 +389,20 @@ fn run_with(mut s: Settings, operands: Vec<OsString>, compat: Compat) -> i32 {
         match explicit_modules(&files, &dirname, &mut diags) {
             Ok(found) => (config::Config::default().with_defaults(), Some(found)),
             Err(diag) => {
-                super::print_diagnostics(&diags, verbose);
+                let _ = print(&diags, verbose);
                 return fail(diag, verbose);
             }
         }
     };
 
     // Messages so far (symbol files, configuration) come before the run's.
-    super::print_diagnostics(&diags, verbose);
+    if let Err(status) = print(&diags, verbose) {
+        return status;
+    }
     let external_in_tree = |p: &[u8]| in_host(p);
     let request = Request {
         tree: &host,
+        modules: &modules,
         module_dir: ModuleDir {
             tree_path: dirname.get(1..).map(<[u8]>::to_vec).unwrap_or_default(),
             kmod_path: dirname.clone(),
@@ -390,12 +411,11 @@ fn run_with(mut s: Settings, operands: Vec<OsString>, compat: Compat) -> i32 {
         compat,
         symbols: SymbolOptions {
             prefix: s.prefix,
-            check_crcs: s.symvers.is_some(),
+            check_crcs: matches!(s.symbol_file, Some((SymbolFileKind::Symvers, _))),
             report: s.print_unknown,
         },
         kernel_symbols,
         warn_duplicates: s.warn_duplicates,
-        decompress_limit: DECOMPRESS_LIMIT,
         external_in_tree: &external_in_tree,
         explicit_modules: explicit,
         text_only: s.show,
@@ -403,44 +423,49 @@ fn run_with(mut s: Settings, operands: Vec<OsString>, compat: Compat) -> i32 {
     let outcome = match depmod::run(&request) {
         Ok(outcome) => outcome,
         Err(e) => {
-            super::print_diagnostics(e.diagnostics(), verbose);
-            match &e {
-                depmod::DepmodError::ModuleDir(diag, _) => {
-                    let reason = diag.message.rsplit(": ").next().unwrap_or("").to_string();
-                    super::print_diagnostics(
-                        &[
-                            diag.clone(),
-                            Diagnostic::critical(format!("could not search modules: {reason}")),
-                        ],
-                        verbose,
-                    );
-                }
-                depmod::DepmodError::TooManyModules { .. } => super::print_diagnostics(
-                    &[Diagnostic::critical(
-                        "could not build module array: Numerical result out of range".into(),
-                    )],
-                    verbose,
-                ),
-                depmod::DepmodError::Cycle { .. } => {}
-                depmod::DepmodError::Index { .. } => eprintln!("kmodidx: error: {e}"),
+            if let Err(status) = print(e.diagnostics(), verbose) {
+                return status;
             }
-            return 1;
+            let last = match &e {
+                depmod::DepmodError::ModuleDir(diag, _) => {
+                    let reason = match &diag.kind {
+                        Kind::DirUnreadable { reason, .. } => reason.clone(),
+                        _ => String::new(),
+                    };
+                    vec![
+                        diag.clone(),
+                        Diagnostic::critical(Kind::SearchFailed { reason }),
+                    ]
+                }
+                depmod::DepmodError::TooManyModules { .. } => {
+                    vec![Diagnostic::critical(Kind::TooManyModules)]
+                }
+                depmod::DepmodError::Cycle { .. } => Vec::new(),
+                depmod::DepmodError::Index { .. } => {
+                    eprint_line(&format!("kmodidx: error: {e}"));
+                    Vec::new()
+                }
+            };
+            return print(&last, verbose).map_or_else(|status| status, |()| 1);
         }
     };
-    super::print_diagnostics(&outcome.diagnostics, verbose);
+    if let Err(status) = print(&outcome.diagnostics, verbose) {
+        return status;
+    }
 
     if s.show {
-        let stdout = std::io::stdout();
-        let mut out = stdout.lock();
-        for file in &outcome.files {
-            let _ = out.write_all(&file.bytes);
-        }
-        return 0;
+        let text: Vec<u8> = outcome.files.iter().flat_map(|f| f.bytes.iter().copied()).collect();
+        return out(&text, 0);
     }
     let out_dir = Path::new(std::ffi::OsStr::from_bytes(&outdirname));
     match output::dir::write_files(out_dir, &outcome.files) {
         Ok(()) => 0,
-        Err(e) => fail(Diagnostic::critical(e.to_string()), verbose),
+        Err(e) => fail(
+            Diagnostic::critical(Kind::OutputFailed {
+                error: e.to_string(),
+            }),
+            verbose,
+        ),
     }
 }
 
@@ -449,19 +474,17 @@ fn load_kernel_symbols(
     s: &Settings,
     diags: &mut Vec<Diagnostic>,
 ) -> Result<Option<Vec<depmod::KernelSymbol>>, Diagnostic> {
-    let (path, symvers) = match (&s.symvers, &s.system_map) {
-        (Some(p), _) => (p, true),
-        (None, Some(p)) => (p, false),
-        (None, None) => return Ok(None),
+    let Some((kind, path)) = &s.symbol_file else {
+        return Ok(None);
     };
     let name = lossy(path);
-    let text = fs::read(std::ffi::OsStr::from_bytes(path))
-        .map_err(|e| Diagnostic::critical(format!("could not load {name}: {}", io_reason(&e))))?;
-    Ok(Some(if symvers {
-        parse_symvers(&text, &name, diags)
-    } else {
-        parse_system_map(&text, &name, s.prefix, diags)
-    }))
+    let text = fs::read(std::ffi::OsStr::from_bytes(path)).map_err(|e| {
+        Diagnostic::critical(Kind::SymbolFileUnreadable {
+            path: name.clone(),
+            reason: io_reason(&e),
+        })
+    })?;
+    Ok(Some(kernel_symbols::parse(*kind, &text, &name, s.prefix, diags)))
 }
 
 /// depmod's `FILES...` mode: each file must be an absolute path to an
@@ -476,34 +499,30 @@ fn explicit_modules(
         let shown = lossy(path);
         if path.first() != Some(&b'/') {
             hint("module files must be given as absolute paths, after the kernel version");
-            return Err(Diagnostic::critical(format!("{shown}: not absolute path.")));
+            return Err(Diagnostic::critical(Kind::NotAbsolute { path: shown }));
         }
         if let Err(e) = fs::metadata(std::ffi::OsStr::from_bytes(path)) {
-            return Err(Diagnostic::critical(format!(
-                "could not create module {shown}: {}",
-                io_reason(&e)
-            )));
+            return Err(Diagnostic::critical(Kind::ModuleOperand {
+                path: shown,
+                reason: io_reason(&e),
+            }));
         }
         let file_name = path.rsplit(|&b| b == b'/').next().unwrap_or_default();
         let name = modname(file_name);
         if let Some(existing) = found.iter().find(|f| f.name == name) {
             if existing.kmod_path == *path {
-                diags.push(Diagnostic::error(format!(
-                    "hash_add_unique {}: File exists",
-                    lossy(&name)
-                )));
-                return Err(Diagnostic::critical(format!(
-                    "could not add module {shown}: File exists"
-                )));
+                diags.push(Diagnostic::error(Kind::OperandRepeated { name: lossy(&name) }));
+                return Err(Diagnostic::critical(Kind::OperandNotAdded { path: shown }));
             }
-            diags.push(Diagnostic::error(format!(
-                "kmod_module '{}' already exists with different path: new-path='{shown}' old-path='{}'",
-                lossy(&name),
-                lossy(&existing.kmod_path)
-            )));
-            return Err(Diagnostic::critical(format!(
-                "could not create module {shown}: File exists"
-            )));
+            diags.push(Diagnostic::error(Kind::ModuleNameTaken {
+                name: lossy(&name),
+                new_path: shown.clone(),
+                old_path: lossy(&existing.kmod_path),
+            }));
+            return Err(Diagnostic::critical(Kind::ModuleOperand {
+                path: shown,
+                reason: "File exists".into(),
+            }));
         }
         let relpath = (path.starts_with(dirname) && path.get(dirname.len()) == Some(&b'/'))
             .then(|| path[dirname.len() + 1..].to_vec());
@@ -523,51 +542,31 @@ fn index_up_to_date(dirname: &[u8], diags: &mut Vec<Diagnostic>) -> bool {
     let dir = Path::new(std::ffi::OsStr::from_bytes(dirname));
     let shown = lossy(dirname);
     if let Err(e) = fs::read_dir(dir) {
-        diags.push(Diagnostic::error(format!(
-            "could not open directory {shown}: {}",
-            io_reason(&e)
-        )));
+        diags.push(Diagnostic::error(Kind::DirUnreadable {
+            path: shown,
+            reason: io_reason(&e),
+        }));
         return false;
     }
     let dep_mtime = match fs::metadata(dir.join("modules.dep")).and_then(|m| m.modified()) {
         Ok(t) => t,
         Err(e) => {
-            diags.push(Diagnostic::error(format!(
-                "could not fstatat({shown}, modules.dep): {}",
-                io_reason(&e)
-            )));
+            diags.push(Diagnostic::error(Kind::IndexNotFound {
+                dir: shown,
+                reason: io_reason(&e),
+            }));
             return false;
         }
     };
-    !has_newer_module(dir, dep_mtime, 0)
-}
-
-fn has_newer_module(dir: &Path, than: std::time::SystemTime, depth: usize) -> bool {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return false;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        if matches!(name.as_bytes(), b"build" | b"source") || depth > 64 {
-            continue;
-        }
-        let path = entry.path();
-        let Ok(meta) = fs::metadata(&path) else {
-            continue;
-        };
-        if meta.is_dir() {
-            if has_newer_module(&path, than, depth + 1) {
-                return true;
-            }
-        } else if meta.is_file()
-            && [".ko", ".ko.gz", ".ko.xz", ".ko.zst"].iter().any(|ext| {
-                let n = name.as_bytes();
-                n.len() > ext.len() && n.ends_with(ext.as_bytes())
-            })
-            && meta.modified().is_ok_and(|m| m > than)
-        {
-            return true;
-        }
-    }
-    false
+    let host = DirTree::new("/");
+    let tree_dir = dirname.strip_prefix(b"/").unwrap_or(dirname);
+    // The walk ends (returns false) at the first newer module.
+    walk_modules(&host, tree_dir, dirname, &|_| false, &mut |walked| match walked {
+        Walked::Module { tree_path, .. } => !host
+            .host_path(&tree_path)
+            .and_then(fs::metadata)
+            .and_then(|m| m.modified())
+            .is_ok_and(|m| m > dep_mtime),
+        _ => true,
+    })
 }

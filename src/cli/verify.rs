@@ -5,10 +5,12 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use kmodidx::build::{self, Options};
 use kmodidx::output::manifest::MANIFEST_NAME;
 use kmodidx::output::verify::{self, Problem};
 
-use super::build::{produce, BuildOptions, CheckOptions};
+use super::build::LimitArgs;
+use super::{eprint_line, stdout, EXIT_FAILED, EXIT_OK, EXIT_PROBLEMS};
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -25,57 +27,67 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "PATH")]
     pub manifest: Option<PathBuf>,
 
-    /// Largest decompressed module to accept when rebuilding, in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = 1024)]
-    pub max_module_size: u64,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
 
-    /// Largest decompressed archive to read, in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = 16384)]
-    pub max_input_size: u64,
+/// What the check found.
+struct Checked {
+    problems: Vec<Problem>,
+    /// The line printed when nothing differs.
+    summary: String,
 }
 
 /// Runs `verify`: 0 when all matches, 1 when something differs, 2 when the
 /// check itself could not be made.
-pub fn run(args: &VerifyArgs) -> Result<i32, String> {
-    match check(args) {
-        Ok(problems) if problems.is_empty() => Ok(0),
-        Ok(problems) => {
-            for p in &problems {
-                println!("{}: {}", p.path, p.what);
-            }
-            eprintln!(
-                "kmodidx: verify: {}: {} difference(s)",
-                args.out.display(),
-                problems.len()
-            );
-            Ok(1)
-        }
+pub fn run(args: &VerifyArgs) -> u8 {
+    let checked = match check(args) {
+        Ok(checked) => checked,
         Err(message) => {
-            eprintln!("kmodidx: error: {message}");
-            Ok(2)
+            eprint_line(&format!("kmodidx: error: {message}"));
+            return EXIT_FAILED;
         }
+    };
+    if checked.problems.is_empty() {
+        return match stdout(format!("{}\n", checked.summary).as_bytes()) {
+            Ok(()) => EXIT_OK,
+            Err(e) => e.exit_status("kmodidx", EXIT_OK),
+        };
     }
+    let listing: String = checked
+        .problems
+        .iter()
+        .map(|p| format!("{}: {}\n", p.path, p.what))
+        .collect();
+    if let Err(e) = stdout(listing.as_bytes()) {
+        return e.exit_status("kmodidx", EXIT_PROBLEMS);
+    }
+    eprint_line(&format!(
+        "kmodidx: verify: {}: {} difference(s)",
+        args.out.display(),
+        checked.problems.len()
+    ));
+    EXIT_PROBLEMS
 }
 
-fn check(args: &VerifyArgs) -> Result<Vec<Problem>, String> {
-    let limit = args.max_input_size.saturating_mul(1 << 20);
-    let scan = verify::scan(&args.out, limit).map_err(|e| e.to_string())?;
+fn check(args: &VerifyArgs) -> Result<Checked, String> {
+    let limits = args.limits.limits();
+    let scan = verify::scan(&args.out, limits.max_input_size).map_err(|e| e.to_string())?;
     let recorded = verify::load_manifest(&args.out, &scan, args.manifest.as_deref())
         .map_err(|e| e.to_string())?;
     let Some(from) = &args.from else {
-        let problems = verify::compare(&recorded, &scan);
-        if problems.is_empty() {
-            println!(
+        return Ok(Checked {
+            problems: verify::compare(&recorded, &scan),
+            summary: format!(
                 "{}: {} files match the manifest",
                 args.out.display(),
                 recorded.files.len()
-            );
-        }
-        return Ok(problems);
+            ),
+        });
     };
-    let opts = BuildOptions::from_manifest(&recorded, args.max_module_size, args.max_input_size)?;
-    let rebuilt = produce(from, &opts, &CheckOptions::default(), None, true)
-        .map_err(|f| f.message)?
+    let opts = Options::from_manifest(&recorded, limits).map_err(|e| e.to_string())?;
+    let rebuilt = build::build(from, &opts)
+        .map_err(|e| e.to_string())?
         .manifest;
     let mut problems = verify::compare(&rebuilt, &scan);
     if rebuilt != recorded {
@@ -100,13 +112,13 @@ fn check(args: &VerifyArgs) -> Result<Vec<Problem>, String> {
             what: format!("differs from the rebuilt manifest ({})", fields.join(", ")),
         });
     }
-    if problems.is_empty() {
-        println!(
+    Ok(Checked {
+        problems,
+        summary: format!(
             "{}: {} files match a fresh build from {}",
             args.out.display(),
             rebuilt.files.len(),
             from.display()
-        );
-    }
-    Ok(problems)
+        ),
+    })
 }

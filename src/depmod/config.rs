@@ -4,7 +4,7 @@
 //! so the entry added last comes first. Priorities are computed from those
 //! positions exactly as kmod does, quirks included.
 
-use crate::depmod::Diagnostic;
+use crate::diag::{lossy, Diagnostic, Kind};
 use crate::source::{EntryKind, Tree};
 
 /// One `search` entry.
@@ -78,10 +78,11 @@ impl Config {
                             path.extend_from_slice(modname);
                             self.overrides.insert(0, path);
                         } else {
-                            diags.push(Diagnostic::info(format!(
-                                "{file}:{linenum}: override kernel did not match {}",
-                                String::from_utf8_lossy(version)
-                            )));
+                            diags.push(Diagnostic::info(Kind::OverrideVersionMismatch {
+                                file: file.to_string(),
+                                line: linenum,
+                                pattern: lossy(version),
+                            }));
                         }
                         true
                     }
@@ -92,10 +93,11 @@ impl Config {
                         if kernel_matches(version, kernel_version) {
                             self.externals.insert(0, dir.to_vec());
                         } else {
-                            diags.push(Diagnostic::info(format!(
-                                "{file}:{linenum}: external directory did not match {}",
-                                String::from_utf8_lossy(version)
-                            )));
+                            diags.push(Diagnostic::info(Kind::ExternalVersionMismatch {
+                                file: file.to_string(),
+                                line: linenum,
+                                pattern: lossy(version),
+                            }));
                         }
                         true
                     }
@@ -106,19 +108,21 @@ impl Config {
                     true
                 }
                 b"include" | b"make_map_files" => {
-                    diags.push(Diagnostic::info(format!(
-                        "{file}:{linenum}: command {} not implemented yet",
-                        String::from_utf8_lossy(cmd)
-                    )));
+                    diags.push(Diagnostic::info(Kind::ConfigNotImplemented {
+                        file: file.to_string(),
+                        line: linenum,
+                        command: lossy(cmd),
+                    }));
                     true
                 }
                 _ => false,
             };
             if !ok {
-                diags.push(Diagnostic::error(format!(
-                    "{file}:{linenum}: ignoring bad line starting with '{}'",
-                    String::from_utf8_lossy(cmd)
-                )));
+                diags.push(Diagnostic::error(Kind::ConfigBadLine {
+                    file: file.to_string(),
+                    line: linenum,
+                    command: lossy(cmd),
+                }));
             }
         }
     }
@@ -226,11 +230,10 @@ pub fn load(
         let entries = match loc.tree.read_dir(&loc.path) {
             Ok(entries) => entries,
             Err(e) => {
-                diags.push(Diagnostic::error(format!(
-                    "files list {}: {}",
-                    loc.display,
-                    crate::util::io_reason(&e)
-                )));
+                diags.push(Diagnostic::error(Kind::ConfigDirUnreadable {
+                    path: loc.display.clone(),
+                    reason: crate::util::io_reason(&e),
+                }));
                 continue;
             }
         };
@@ -240,18 +243,16 @@ pub fn load(
                 continue;
             }
             if entry.name.len() < 6 || !entry.name.ends_with(b".conf") {
-                diags.push(Diagnostic::info(format!(
-                    "All cfg files need .conf: {}/{name_text}",
-                    loc.display
-                )));
+                diags.push(Diagnostic::info(Kind::ConfigNotConf {
+                    path: format!("{}/{name_text}", loc.display),
+                }));
                 continue;
             }
             match entry.kind {
                 EntryKind::Dir => {
-                    diags.push(Diagnostic::error(format!(
-                        "Directories inside directories are not supported: {}/{name_text}",
-                        loc.display
-                    )));
+                    diags.push(Diagnostic::error(Kind::ConfigNestedDir {
+                        path: format!("{}/{name_text}", loc.display),
+                    }));
                     continue;
                 }
                 EntryKind::Other
@@ -260,10 +261,9 @@ pub fn load(
                         .kind(&crate::source::join(&[&loc.path, &entry.name]))
                         .is_none() =>
                 {
-                    diags.push(Diagnostic::error(format!(
-                        "Cannot stat directory entry: {}{name_text}",
-                        loc.display
-                    )));
+                    diags.push(Diagnostic::error(Kind::ConfigCannotStat {
+                        path: format!("{}{name_text}", loc.display),
+                    }));
                     continue;
                 }
                 _ => {}
@@ -278,10 +278,10 @@ pub fn load(
     for (_, loc, path, display) in &files {
         match locations[*loc].tree.read(path) {
             Ok(text) => config.parse_file(display, &text, kernel_version, diags),
-            Err(e) => diags.push(Diagnostic::error(format!(
-                "file parse {display}: {}",
-                crate::util::io_reason(&e)
-            ))),
+            Err(e) => diags.push(Diagnostic::error(Kind::ConfigUnreadable {
+                path: display.clone(),
+                reason: crate::util::io_reason(&e),
+            })),
         }
     }
     config.with_defaults()
@@ -313,7 +313,7 @@ mod tests {
         assert_eq!(cfg.overrides, vec![b"sub/m".to_vec()]);
         assert_eq!(diags.len(), 1);
         assert_eq!(
-            diags[0].message,
+            diags[0].to_string(),
             "t.conf:5: ignoring bad line starting with 'bogus'"
         );
     }

@@ -1,18 +1,14 @@
 //! Module discovery: walk the module directory (and `external` directories)
 //! and keep one file per module name, by kmod's priority rules.
 
+use std::io;
+
 use foldhash::{HashMap, HashMapExt};
 
 use super::config::{Config, Search};
-use super::Diagnostic;
+use crate::diag::{lossy, Diagnostic, Kind};
+use crate::layout::{is_module_file, modname, PATH_MAX, SKIPPED_NAMES};
 use crate::source::{join, EntryKind, Tree};
-
-/// File name endings that make a file a module.
-const MODULE_EXTENSIONS: [&[u8]; 4] = [b".ko", b".ko.gz", b".ko.xz", b".ko.zst"];
-
-/// Longest path kmod can handle (`PATH_MAX`); deeper walks (symlink loops)
-/// stop there.
-const PATH_MAX: usize = 4096;
 
 /// Where the module directory is, in the tree and in kmod's eyes.
 #[derive(Debug, Clone)]
@@ -38,23 +34,81 @@ pub struct Found {
     pub tree_path: Vec<u8>,
 }
 
-/// The module name kmod derives from a file name.
-pub fn modname(file_name: &[u8]) -> Vec<u8> {
-    file_name
-        .iter()
-        .take_while(|&&b| b != b'.')
-        .map(|&b| if b == b'-' { b'_' } else { b })
-        .collect()
+/// One thing a module-directory walk meets.
+#[derive(Debug)]
+pub enum Walked<'p> {
+    /// A module file.
+    Module {
+        /// Its file name.
+        file_name: &'p [u8],
+        /// Its path in the tree.
+        tree_path: Vec<u8>,
+        /// Its path as kmod spells it.
+        kmod_path: Vec<u8>,
+    },
+    /// A directory that could not be listed.
+    Unreadable {
+        /// The directory, in the tree.
+        tree_dir: &'p [u8],
+        /// Why.
+        error: io::Error,
+    },
+    /// An entry whose path reaches `PATH_MAX`; it is not followed (this
+    /// also ends walks round symlink loops).
+    TooLong {
+        /// Its path as kmod spells it.
+        kmod_path: Vec<u8>,
+    },
+    /// An entry that is neither a file nor a directory.
+    Special {
+        /// Its path as kmod spells it.
+        kmod_path: Vec<u8>,
+    },
 }
 
-fn is_module_file(name: &[u8]) -> bool {
-    MODULE_EXTENSIONS
-        .iter()
-        .any(|ext| name.len() > ext.len() && name.ends_with(ext))
-}
-
-fn is_skipped(name: &[u8], cfg: &Config) -> bool {
-    matches!(name, b"." | b".." | b"build" | b"source") || cfg.excludes.iter().any(|e| e == name)
+/// Walks the directory `tree_dir` as depmod walks a module directory:
+/// entries in byte order of their names, `build` and `source` (links to
+/// the kernel's build tree) and names `skip` accepts left out, directories
+/// (and symlinks to them) descended, files with a module extension
+/// reported. `kmod_dir` is the directory as kmod spells it. `visit` returns
+/// `false` to end the walk; so does this function then.
+pub fn walk_modules(
+    tree: &dyn Tree,
+    tree_dir: &[u8],
+    kmod_dir: &[u8],
+    skip: &dyn Fn(&[u8]) -> bool,
+    visit: &mut dyn FnMut(Walked<'_>) -> bool,
+) -> bool {
+    let entries = match tree.read_dir(tree_dir) {
+        Ok(entries) => entries,
+        Err(error) => return visit(Walked::Unreadable { tree_dir, error }),
+    };
+    for entry in &entries {
+        let name = entry.name.as_slice();
+        if matches!(name, b"." | b"..") || SKIPPED_NAMES.contains(&name) || skip(name) {
+            continue;
+        }
+        let tree_path = join(&[tree_dir, name]);
+        let kmod_path = [kmod_dir, b"/", name].concat();
+        let go_on = if kmod_path.len() >= PATH_MAX {
+            visit(Walked::TooLong { kmod_path })
+        } else {
+            match entry.kind {
+                EntryKind::Dir => walk_modules(tree, &tree_path, &kmod_path, skip, visit),
+                EntryKind::File if is_module_file(name) => visit(Walked::Module {
+                    file_name: name,
+                    tree_path,
+                    kmod_path,
+                }),
+                EntryKind::File => true,
+                EntryKind::Other => visit(Walked::Special { kmod_path }),
+            }
+        };
+        if !go_on {
+            return false;
+        }
+    }
+    true
 }
 
 struct Walker<'a> {
@@ -86,11 +140,10 @@ pub fn discover(
         diags,
     };
     if let Err(e) = tree.read_dir(&dir.tree_path) {
-        return Err(Diagnostic::error(format!(
-            "could not open directory {}: {}",
-            tree.display(&dir.tree_path),
-            crate::util::io_reason(&e)
-        )));
+        return Err(Diagnostic::error(Kind::DirUnreadable {
+            path: tree.display(&dir.tree_path),
+            reason: crate::util::io_reason(&e),
+        }));
     }
     walker.walk(&dir.tree_path, &dir.kmod_path);
     for ext in &cfg.externals {
@@ -107,43 +160,34 @@ pub fn discover(
 
 impl Walker<'_> {
     fn walk(&mut self, tree_dir: &[u8], kmod_dir: &[u8]) {
-        let entries = match self.tree.read_dir(tree_dir) {
-            Ok(entries) => entries,
-            Err(e) => {
-                self.diags.push(Diagnostic::error(format!(
-                    "could not open directory {}: {}",
-                    self.tree.display(tree_dir),
-                    crate::util::io_reason(&e)
-                )));
-                return;
-            }
-        };
-        for entry in entries {
-            if is_skipped(&entry.name, self.cfg) {
-                continue;
-            }
-            let tree_path = join(&[tree_dir, &entry.name]);
-            let kmod_path = join_abs(kmod_dir, &entry.name);
-            if kmod_path.len() >= PATH_MAX {
-                self.diags.push(Diagnostic::error(format!(
-                    "path is too long {}",
-                    String::from_utf8_lossy(&kmod_path)
-                )));
-                continue;
-            }
-            match entry.kind {
-                EntryKind::Dir => self.walk(&tree_path, &kmod_path),
-                EntryKind::File => {
-                    if is_module_file(&entry.name) {
-                        self.add(&entry.name, tree_path, kmod_path);
-                    }
+        let (tree, cfg) = (self.tree, self.cfg);
+        let excluded = |name: &[u8]| cfg.excludes.iter().any(|e| e == name);
+        walk_modules(tree, tree_dir, kmod_dir, &excluded, &mut |walked| {
+            match walked {
+                Walked::Module {
+                    file_name,
+                    tree_path,
+                    kmod_path,
+                } => self.add(file_name, tree_path, kmod_path),
+                Walked::Unreadable { tree_dir, error } => {
+                    self.diags.push(Diagnostic::error(Kind::DirUnreadable {
+                        path: tree.display(tree_dir),
+                        reason: crate::util::io_reason(&error),
+                    }))
                 }
-                EntryKind::Other => self.diags.push(Diagnostic::error(format!(
-                    "unsupported file type {}",
-                    String::from_utf8_lossy(&kmod_path)
-                ))),
+                Walked::TooLong { kmod_path } => {
+                    self.diags.push(Diagnostic::error(Kind::PathTooLong {
+                        path: lossy(&kmod_path),
+                    }))
+                }
+                Walked::Special { kmod_path } => {
+                    self.diags.push(Diagnostic::error(Kind::UnsupportedFileType {
+                        path: lossy(&kmod_path),
+                    }))
+                }
             }
-        }
+            true
+        });
     }
 
     fn add(&mut self, file_name: &[u8], tree_path: Vec<u8>, kmod_path: Vec<u8>) {
@@ -168,13 +212,6 @@ impl Walker<'_> {
         self.by_name.insert(name, self.found.len());
         self.found.push(Some(candidate));
     }
-}
-
-fn join_abs(dir: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut p = dir.to_vec();
-    p.push(b'/');
-    p.extend_from_slice(name);
-    p
 }
 
 /// Path of a module up to the end of its name stem (no extension): what
@@ -267,15 +304,6 @@ mod tests {
             relpath: None,
             tree_path: Vec::new(),
         }
-    }
-
-    #[test]
-    fn names() {
-        assert_eq!(modname(b"snd-hda-intel.ko.xz"), b"snd_hda_intel");
-        assert_eq!(modname(b"foo.bar.ko"), b"foo");
-        assert!(is_module_file(b"a.ko.zst"));
-        assert!(!is_module_file(b".ko"));
-        assert!(!is_module_file(b"a.ko.bz2"));
     }
 
     #[test]

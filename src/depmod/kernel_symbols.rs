@@ -2,11 +2,35 @@
 //! (`-F`), parsed with kmod's rules.
 
 use super::resolve::KernelSymbol;
-use super::Diagnostic;
+use crate::diag::{lossy, Diagnostic, Kind};
 use crate::util::{c_string, fgets_chunks};
 
 /// kmod reads both files with `fgets` into a 10240-byte buffer.
 const LINE_BUFFER: usize = 10240;
+
+/// Which file the kernel's symbols come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SymbolFileKind {
+    /// `Module.symvers` (`depmod -E`): names and CRCs.
+    Symvers,
+    /// `System.map` (`depmod -F`): names only.
+    SystemMap,
+}
+
+/// Parses a symbol file of `kind` named `file` in messages; `prefix` is
+/// the `-P` byte (0 for none).
+pub fn parse(
+    kind: SymbolFileKind,
+    text: &[u8],
+    file: &str,
+    prefix: u8,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<KernelSymbol> {
+    match kind {
+        SymbolFileKind::Symvers => parse_symvers(text, file, diags),
+        SymbolFileKind::SystemMap => parse_system_map(text, file, prefix, diags),
+    }
+}
 
 /// `0xCRC<ws>symbol<ws>vmlinux<ws>...` lines; symbols of other modules are
 /// skipped, as are lines with fewer than three fields.
@@ -30,11 +54,11 @@ pub fn parse_symvers(text: &[u8], file: &str, diags: &mut Vec<Diagnostic>) -> Ve
                 crc,
                 prefix_removed: false,
             }),
-            None => diags.push(Diagnostic::error(format!(
-                "{file}:{} Invalid symbol version {}: Success",
-                lineno + 1,
-                String::from_utf8_lossy(version)
-            ))),
+            None => diags.push(Diagnostic::error(Kind::BadSymbolVersion {
+                file: file.to_string(),
+                line: lineno + 1,
+                version: lossy(version),
+            })),
         }
     }
     symbols
@@ -114,11 +138,11 @@ pub fn parse_system_map(
 }
 
 fn invalid_line(file: &str, lineno: usize, line: &[u8]) -> Diagnostic {
-    Diagnostic::error(format!(
-        "{file}:{}: invalid line: {}",
-        lineno + 1,
-        String::from_utf8_lossy(line)
-    ))
+    Diagnostic::error(Kind::BadSystemMapLine {
+        file: file.to_string(),
+        line: lineno + 1,
+        text: lossy(line),
+    })
 }
 
 #[cfg(test)]

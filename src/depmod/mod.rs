@@ -10,9 +10,11 @@ pub mod resolve;
 
 use rayon::prelude::*;
 
+use crate::diag::{Diagnostic, Kind};
 use crate::index::files::IndexError;
 use crate::index::files::{self, BuiltinInputs, FileOptions, IndexFile, IndexedModule};
 use crate::index::trie::Layout;
+use crate::module::ModuleSource;
 use crate::source::{join, Tree};
 use config::Config;
 use discover::ModuleDir;
@@ -20,7 +22,7 @@ use order::DuplicateRule;
 pub use resolve::{KernelSymbol, SymbolOptions};
 
 /// Which kmod release's output to reproduce.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub enum Compat {
     /// kmod 34: parent-first tries, first `modules.order` line wins.
     #[default]
@@ -32,6 +34,25 @@ pub enum Compat {
 }
 
 impl Compat {
+    /// Every mode, newest first.
+    pub const ALL: [Compat; 3] = [Compat::Kmod34, Compat::Kmod33, Compat::Kmod30];
+
+    /// The mode's name: `kmod34`, `kmod33` or `kmod30` (as `--compat`, the
+    /// manifest and `KMODIDX_COMPAT` spell it).
+    pub fn name(self) -> &'static str {
+        match self {
+            Compat::Kmod34 => "kmod34",
+            Compat::Kmod33 => "kmod33",
+            Compat::Kmod30 => "kmod30",
+        }
+    }
+
+    /// The mode called `name` (see [`Compat::name`]).
+    pub fn from_name(name: &str) -> Option<Compat> {
+        Compat::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// The index trie layout this release writes.
     pub fn layout(self) -> Layout {
         match self {
             Compat::Kmod34 => Layout::ParentFirst,
@@ -39,10 +60,12 @@ impl Compat {
         }
     }
 
+    /// Whether this release writes modules.weakdep.
     pub fn writes_weakdep(self) -> bool {
         self != Compat::Kmod30
     }
 
+    /// Which of a module's duplicate modules.order lines counts.
     pub fn duplicate_rule(self) -> DuplicateRule {
         match self {
             Compat::Kmod34 => DuplicateRule::FirstWins,
@@ -51,103 +74,26 @@ impl Compat {
     }
 }
 
-/// Severity of a message, named as kmod prints it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    Critical,
-    Error,
-    Warning,
-    Info,
-    /// depmod's verbose (`-v`) progress lines, which it prints to stdout.
-    Show,
-}
-
-impl Level {
-    /// The word kmod prints after the program name.
-    pub fn label(self) -> &'static str {
-        match self {
-            Level::Critical => "FATAL",
-            Level::Error => "ERROR",
-            Level::Warning => "WARNING",
-            Level::Info => "INFO",
-            Level::Show => "SHOW",
-        }
-    }
-}
-
-/// A message in kmod's words (without the `depmod: LEVEL: ` prefix), with
-/// the facts behind it for machine-readable reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Diagnostic {
-    pub level: Level,
-    pub message: String,
-    pub kind: Option<Finding>,
-}
-
-/// The problems a pipeline may want to gate on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Finding {
-    /// A module needs a symbol nothing provides.
-    UnknownSymbol { module: String, symbol: String },
-    /// A module was built against a different version of a symbol.
-    CrcMismatch {
-        module: String,
-        symbol: String,
-        /// The CRC of the provider (kernel or module).
-        expected: u64,
-        /// The CRC recorded in the module's `__versions`.
-        found: u64,
-    },
-    /// A module file that could not be read or parsed.
-    UnreadableModule { module: String, reason: String },
-    /// Modules on a dependency cycle.
-    Cycle { modules: Vec<String> },
-}
-
-impl Diagnostic {
-    fn new(level: Level, message: String) -> Self {
-        Diagnostic {
-            level,
-            message,
-            kind: None,
-        }
-    }
-    pub fn critical(message: String) -> Self {
-        Self::new(Level::Critical, message)
-    }
-    pub fn error(message: String) -> Self {
-        Self::new(Level::Error, message)
-    }
-    pub fn warning(message: String) -> Self {
-        Self::new(Level::Warning, message)
-    }
-    pub fn info(message: String) -> Self {
-        Self::new(Level::Info, message)
-    }
-    pub fn show(message: String) -> Self {
-        Self::new(Level::Show, message)
-    }
-    /// Attaches the structured facts behind the message.
-    pub fn with(mut self, finding: Finding) -> Self {
-        self.kind = Some(finding);
-        self
-    }
-}
-
 /// Everything one depmod run needs.
 pub struct Request<'a> {
+    /// The tree holding the module directory (configuration is already
+    /// loaded into `config`).
     pub tree: &'a dyn Tree,
+    /// Where each module's metadata comes from.
+    pub modules: &'a dyn ModuleSource,
+    /// The module directory to index.
     pub module_dir: ModuleDir,
+    /// The depmod.d configuration.
     pub config: Config,
+    /// Which kmod release's output to reproduce.
     pub compat: Compat,
+    /// Symbol checks.
     pub symbols: SymbolOptions,
     /// Symbols of the kernel image (from Module.symvers or System.map);
     /// `None` when neither was given.
     pub kernel_symbols: Option<Vec<KernelSymbol>>,
     /// `-w`: warn about duplicate index entries.
     pub warn_duplicates: bool,
-    /// Largest decompressed module accepted, in bytes.
-    pub decompress_limit: u64,
     /// Maps an `external` directory to its path in the tree, if it is there.
     pub external_in_tree: &'a (dyn Fn(&[u8]) -> Option<Vec<u8>> + Sync),
     /// Index exactly these module files instead of searching (depmod's
@@ -160,25 +106,42 @@ pub struct Request<'a> {
 /// The files to write and the messages produced on the way.
 #[derive(Debug)]
 pub struct Outcome {
+    /// Every index file, in kmod's order.
     pub files: Vec<IndexFile>,
+    /// Every message, in kmod's order.
     pub diagnostics: Vec<Diagnostic>,
+    /// The tree paths of the modules indexed, in output order.
+    pub module_paths: Vec<Vec<u8>>,
 }
 
 /// Why no index could be produced. The messages gathered so far come along.
 #[derive(Debug, thiserror::Error)]
 pub enum DepmodError {
-    #[error("{}", .0.message)]
+    /// The module directory could not be listed. The diagnostic is a
+    /// [`Kind::DirUnreadable`].
+    #[error("{0}")]
     ModuleDir(Diagnostic, Vec<Diagnostic>),
+    /// More modules than the index format can number.
     #[error("{count} modules found; the index format allows at most 65534")]
     TooManyModules {
+        /// How many.
         count: usize,
+        /// Messages so far.
         diagnostics: Vec<Diagnostic>,
     },
+    /// Modules depend on each other in a cycle (the report is the last of
+    /// the diagnostics).
     #[error("modules depend on each other in a cycle")]
-    Cycle { diagnostics: Vec<Diagnostic> },
+    Cycle {
+        /// Messages so far, ending with kmod's cycle report.
+        diagnostics: Vec<Diagnostic>,
+    },
+    /// An index could not be encoded.
     #[error("{source}")]
     Index {
+        /// Why.
         source: IndexError,
+        /// Messages so far.
         diagnostics: Vec<Diagnostic>,
     },
 }
@@ -246,7 +209,7 @@ pub fn run(req: &Request<'_>) -> Result<Outcome, DepmodError> {
         .par_iter()
         .map(|&i| {
             let f = &found[i];
-            let meta = req.tree.module_meta(&f.tree_path, req.decompress_limit);
+            let meta = req.modules.module_meta(&f.tree_path);
             resolve::LoadedModule {
                 name: f.name.clone(),
                 display_path: String::from_utf8_lossy(&f.kmod_path).into_owned(),
@@ -309,6 +272,7 @@ pub fn run(req: &Request<'_>) -> Result<Outcome, DepmodError> {
         Ok(files) => Ok(Outcome {
             files,
             diagnostics: diags,
+            module_paths: order.iter().map(|&i| found[i].tree_path.clone()).collect(),
         }),
         Err(source) => Err(DepmodError::Index {
             source,
@@ -324,11 +288,11 @@ fn read_input(req: &Request<'_>, name: &str, diags: &mut Vec<Diagnostic>) -> Opt
     match req.tree.read(&path) {
         Ok(contents) => Some(contents.to_vec()),
         Err(e) => {
-            diags.push(Diagnostic::warning(format!(
-                "could not open {name} at {}: {}",
-                String::from_utf8_lossy(&req.module_dir.kmod_path),
-                crate::util::io_reason(&e)
-            )));
+            diags.push(Diagnostic::warning(Kind::InputMissing {
+                name: name.to_string(),
+                dir: crate::diag::lossy(&req.module_dir.kmod_path),
+                reason: crate::util::io_reason(&e),
+            }));
             None
         }
     }

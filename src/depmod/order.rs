@@ -8,7 +8,7 @@
 use foldhash::{HashMap, HashMapExt};
 
 use super::hash_order::{sort_in_hash_order, MODULE_BUCKETS};
-use super::Diagnostic;
+use crate::diag::{Diagnostic, Kind};
 use crate::util::{c_string, fgets_chunks};
 
 /// How duplicate lines in `modules.order` are ranked.
@@ -52,10 +52,10 @@ pub fn module_order(
             continue;
         }
         let Some(key) = line.strip_suffix(b"\n") else {
-            diags.push(Diagnostic::error(format!(
-                "{order_path}:{} corrupted line misses '\\n'",
-                lineno + 1
-            )));
+            diags.push(Diagnostic::error(Kind::OrderLineUnterminated {
+                path: order_path.to_string(),
+                line: lineno + 1,
+            }));
             return order;
         };
         if let Some(&module) = by_key.get(key) {

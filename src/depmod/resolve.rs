@@ -5,7 +5,7 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::collections::VecDeque;
 
 use super::hash_order::{sort_in_hash_order, SYMBOL_BUCKETS};
-use super::{Diagnostic, Finding};
+use crate::diag::{lossy, Diagnostic, Kind};
 use crate::module::ModuleMeta;
 
 /// A module ready for resolution, already in output order.
@@ -132,16 +132,10 @@ fn build_symbol_table(
             }
             Some(Err(crate::module::LoadError::Elf(crate::module::elf::ElfError::NoData)))
             | None => {}
-            Some(Err(e)) => diags.push(
-                Diagnostic::error(format!(
-                    "failed to load symbols from {}: {e}",
-                    module.display_path
-                ))
-                .with(Finding::UnreadableModule {
-                    module: module.display_path.clone(),
-                    reason: e.to_string(),
-                }),
-            ),
+            Some(Err(e)) => diags.push(Diagnostic::error(Kind::UnreadableModule {
+                module: module.display_path.clone(),
+                reason: e.to_string(),
+            })),
         }
     }
     table
@@ -198,45 +192,32 @@ fn direct_dependencies(
         .map(|module| {
             let mut deps: Vec<usize> = Vec::new();
             for import in module.meta.imports.iter().flat_map(|i| i.iter()) {
-                let symbol = String::from_utf8_lossy(import.name);
+                let symbol = || lossy(import.name);
                 let Some((key, sym)) = lookup_entry(symbols, import.name, opts.prefix) else {
                     if opts.report && !import.weak {
-                        diags.push(
-                            Diagnostic::warning(format!(
-                                "{} needs unknown symbol {symbol}",
-                                module.display_path
-                            ))
-                            .with(Finding::UnknownSymbol {
-                                module: module.display_path.clone(),
-                                symbol: symbol.into_owned(),
-                            }),
-                        );
+                        diags.push(Diagnostic::warning(Kind::UnknownSymbol {
+                            module: module.display_path.clone(),
+                            symbol: symbol(),
+                        }));
                     }
                     continue;
                 };
                 if opts.check_crcs && sym.crc != import.crc && !import.weak && opts.report {
-                    diags.push(
-                        Diagnostic::warning(format!(
-                            "{} disagrees about version of symbol {symbol}",
-                            module.display_path
-                        ))
-                        .with(Finding::CrcMismatch {
-                            module: module.display_path.clone(),
-                            symbol: symbol.clone().into_owned(),
-                            expected: sym.crc,
-                            found: import.crc,
-                        }),
-                    );
+                    diags.push(Diagnostic::warning(Kind::CrcMismatch {
+                        module: module.display_path.clone(),
+                        symbol: symbol(),
+                        expected: sym.crc,
+                        found: import.crc,
+                    }));
                 }
                 if let Some(owner) = sym.owner {
                     if !deps.contains(&owner) {
                         deps.push(owner);
-                        diags.push(Diagnostic::show(format!(
-                            "{} needs \"{}\": {}",
-                            module.display_path,
-                            String::from_utf8_lossy(key),
-                            modules[owner].display_path
-                        )));
+                        diags.push(Diagnostic::verbose(Kind::Needs {
+                            module: module.display_path.clone(),
+                            symbol: lossy(key),
+                            provider: modules[owner].display_path.clone(),
+                        }));
                     }
                 }
             }
@@ -353,10 +334,7 @@ fn report_cycles(
                 }
                 let mut line: Vec<String> = path.iter().map(|&pm| name(pm)).collect();
                 line.push(name(m));
-                report.push(
-                    Diagnostic::error(format!("Cycle detected: {}", line.join(" -> ")))
-                        .with(Finding::Cycle { modules: line }),
-                );
+                report.push(Diagnostic::error(Kind::Cycle { modules: line }));
                 continue;
             }
             visited[m] = true;
@@ -368,10 +346,7 @@ fn report_cycles(
             // it), or walk a loop that excludes the root forever; stop with
             // an explanation instead.
             if stack.len() + direct[m].len() > stack_capacity || vertices[v].depth > n {
-                report.push(Diagnostic::error(format!(
-                    "dependency cycles are too tangled to list (kmod's depmod aborts here); modules involved include {}",
-                    name(m)
-                )));
+                report.push(Diagnostic::error(Kind::CyclesTooTangled { module: name(m) }));
                 return report;
             }
             for &dep in &direct[m] {
@@ -384,10 +359,9 @@ fn report_cycles(
             }
         }
     }
-    report.push(Diagnostic::error(format!(
-        "Found {} modules in dependency cycles!",
-        in_cycles.len()
-    )));
+    report.push(Diagnostic::error(Kind::CycleCount {
+        count: in_cycles.len(),
+    }));
     report
 }
 
@@ -410,7 +384,7 @@ mod tests {
         let users = topological_rank(direct).expect_err("graph has a cycle");
         report_cycles(&modules(names), direct, &users)
             .into_iter()
-            .map(|d| d.message)
+            .map(|d| d.to_string())
             .collect()
     }
 

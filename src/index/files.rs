@@ -3,7 +3,7 @@
 use rayon::prelude::*;
 
 use super::trie::{IndexTooLarge, Layout, NonAsciiKey, Trie};
-use crate::depmod::Diagnostic;
+use crate::diag::{lossy, Diagnostic, Kind};
 use crate::util::{c_string, fgets_chunks, scan_unsigned};
 
 /// Why an index could not be encoded.
@@ -155,21 +155,21 @@ fn deps_text(modules: &[IndexedModule]) -> Vec<u8> {
     out
 }
 
-/// Inserts into a trie, warning about non-ASCII values as kmod does.
+/// Inserts into a trie for `module`, warning about non-ASCII values as
+/// kmod does.
 fn insert(
     trie: &mut Trie,
-    key: &[u8],
-    value: &[u8],
+    (key, value): (&[u8], &[u8]),
     priority: u32,
+    module: &[u8],
     diags: &mut Vec<Diagnostic>,
 ) -> Result<bool, IndexError> {
     if let Some(&bad) = value.iter().find(|&&b| b >= 128) {
-        diags.push(Diagnostic::critical(format!(
-            "Module index: bad character '{}'=0x{:x} - only 7-bit ASCII is supported:\n{}",
-            char::from(bad),
-            bad,
-            String::from_utf8_lossy(value)
-        )));
+        diags.push(Diagnostic::critical(Kind::NonAscii {
+            module: Some(lossy(module)),
+            byte: bad,
+            value: lossy(value),
+        }));
     }
     Ok(trie.insert(key, value, priority)?)
 }
@@ -182,11 +182,13 @@ fn deps_bin(
     let mut trie = Trie::new();
     for (idx, m) in modules.iter().enumerate() {
         let line = dep_line(modules, m);
-        if insert(&mut trie, &m.name, &line, idx as u32, diags)? && opts.warn_duplicates {
-            diags.push(Diagnostic::warning(format!(
-                "duplicate module deps:\n{}",
-                String::from_utf8_lossy(&line)
-            )));
+        if insert(&mut trie, (&m.name, &line), idx as u32, &m.name, diags)?
+            && opts.warn_duplicates
+        {
+            diags.push(Diagnostic::warning(Kind::DuplicateDeps {
+                module: lossy(&m.name),
+                line: lossy(&line),
+            }));
         }
     }
     Ok(trie.encode(opts.layout)?)
@@ -215,18 +217,19 @@ fn alias_bin(
     for (idx, m) in modules.iter().enumerate() {
         for alias in &m.aliases {
             let Some(key) = normalize_alias(alias) else {
-                diags.push(Diagnostic::warning(format!(
-                    "Unmatched bracket in {}",
-                    String::from_utf8_lossy(alias)
-                )));
+                diags.push(Diagnostic::warning(Kind::UnmatchedBracket {
+                    module: Some(lossy(&m.name)),
+                    alias: lossy(alias),
+                }));
                 continue;
             };
-            if insert(&mut trie, &key, &m.name, idx as u32, diags)? && opts.warn_duplicates {
-                diags.push(Diagnostic::warning(format!(
-                    "duplicate module alias:\n{} {}",
-                    String::from_utf8_lossy(&key),
-                    String::from_utf8_lossy(&m.name)
-                )));
+            if insert(&mut trie, (&key, &m.name), idx as u32, &m.name, diags)?
+                && opts.warn_duplicates
+            {
+                diags.push(Diagnostic::warning(Kind::DuplicateAlias {
+                    module: lossy(&m.name),
+                    alias: lossy(&key),
+                }));
             }
         }
     }
@@ -299,12 +302,13 @@ fn symbols_bin(
         let mut key = b"symbol:".to_vec();
         key.extend_from_slice(name);
         let owner_name = &modules[*owner].name;
-        if insert(&mut trie, &key, owner_name, *owner as u32, diags)? && opts.warn_duplicates {
-            diags.push(Diagnostic::warning(format!(
-                "duplicate module syms:\n{} {}",
-                String::from_utf8_lossy(&key),
-                String::from_utf8_lossy(owner_name)
-            )));
+        if insert(&mut trie, (&key, owner_name), *owner as u32, owner_name, diags)?
+            && opts.warn_duplicates
+        {
+            diags.push(Diagnostic::warning(Kind::DuplicateSymbol {
+                module: lossy(owner_name),
+                key: lossy(&key),
+            }));
         }
     }
     Ok(trie.encode(opts.layout)?)
@@ -326,18 +330,15 @@ fn builtin_bin(
     for chunk in fgets_chunks(text, 4096) {
         let line = c_string(chunk);
         if !line.first().is_some_and(u8::is_ascii_alphabetic) {
-            diags.push(Diagnostic::error(format!(
-                "Invalid modules.builtin line: {}",
-                String::from_utf8_lossy(line)
-            )));
+            diags.push(Diagnostic::error(Kind::BadBuiltinLine { line: lossy(line) }));
             continue;
         }
         let base = &line[line.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1)..];
         if !base.is_empty() {
-            name = Some(crate::depmod::discover::modname(base));
+            name = Some(crate::layout::modname(base));
         }
         if let Some(name) = &name {
-            insert(&mut trie, name, b"", 0, diags)?;
+            insert(&mut trie, (name, b""), 0, name, diags)?;
         }
     }
     Ok(trie.encode(opts.layout)?)
@@ -364,10 +365,9 @@ fn read_field<'a>(
         *pos += 1;
     }
     if field.len() == cap {
-        diags.push(Diagnostic::warning(format!(
-            "Could not flush stream: 28. Partial content: {}",
-            String::from_utf8_lossy(field)
-        )));
+        diags.push(Diagnostic::warning(Kind::FieldTooLong {
+            partial: lossy(field),
+        }));
         field = &field[..cap - 1];
     }
     (field, stop == Some(end))
@@ -407,13 +407,13 @@ fn builtin_alias_bin(
             continue;
         }
         let Some(alias) = normalize_alias(value) else {
-            diags.push(Diagnostic::warning(format!(
-                "Unmatched bracket in {}",
-                String::from_utf8_lossy(value)
-            )));
+            diags.push(Diagnostic::warning(Kind::UnmatchedBracket {
+                module: Some(lossy(module)),
+                alias: lossy(value),
+            }));
             continue;
         };
-        insert(&mut trie, &alias, module, 0, diags)?;
+        insert(&mut trie, (&alias, module), 0, module, diags)?;
     }
     Ok(trie.encode(opts.layout)?)
 }
@@ -455,11 +455,10 @@ fn devname_text(modules: &[IndexedModule], diags: &mut Vec<Diagnostic>) -> Vec<u
                 out.extend_from_slice(devname);
                 out.extend_from_slice(format!(" {}{major}:{minor}\n", char::from(kind)).as_bytes());
             }
-            None => diags.push(Diagnostic::error(format!(
-                "Module '{}' has devname ({}) but lacks major and minor information. Ignoring.",
-                String::from_utf8_lossy(&m.name),
-                String::from_utf8_lossy(devname)
-            ))),
+            None => diags.push(Diagnostic::error(Kind::DevnameWithoutNumbers {
+                module: lossy(&m.name),
+                devname: lossy(devname),
+            })),
         }
     }
     out

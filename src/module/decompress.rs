@@ -16,52 +16,18 @@ pub enum DecompressError {
     TooLarge { format: &'static str, limit: u64 },
 }
 
-const ZSTD_MAGIC: &[u8] = &[0x28, 0xB5, 0x2F, 0xFD];
-const XZ_MAGIC: &[u8] = &[0xFD, b'7', b'z', b'X', b'Z', 0];
-const GZIP_MAGIC: &[u8] = &[0x1F, 0x8B];
-
-/// The compression a payload uses, judged by its first bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Xz,
-    Zstd,
-}
-
-impl Compression {
-    pub fn detect(bytes: &[u8]) -> Self {
-        if bytes.starts_with(ZSTD_MAGIC) {
-            Compression::Zstd
-        } else if bytes.starts_with(XZ_MAGIC) {
-            Compression::Xz
-        } else if bytes.starts_with(GZIP_MAGIC) {
-            Compression::Gzip
-        } else {
-            Compression::None
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Compression::None => "plain",
-            Compression::Gzip => "gzip",
-            Compression::Xz => "xz",
-            Compression::Zstd => "zstd",
-        }
-    }
-}
+pub use crate::compress::Compression;
 
 /// Returns the uncompressed payload, borrowing it when it was not compressed.
 /// `limit` caps the decompressed size so a hostile file cannot exhaust memory.
 pub fn decompress(bytes: &[u8], limit: u64) -> Result<Cow<'_, [u8]>, DecompressError> {
     let format = Compression::detect(bytes);
-    let reader: Box<dyn Read + '_> = match format {
+    match format {
         Compression::None => return Ok(Cow::Borrowed(bytes)),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(bytes)),
-        Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(bytes)),
         Compression::Zstd => return decompress_zstd(bytes, limit).map(Cow::Owned),
-    };
+        Compression::Gzip | Compression::Xz => {}
+    }
+    let reader = format.decoder(bytes).map_err(|e| corrupt(format, &e))?;
     // Sizing the buffer right from the start avoids reallocating (and
     // briefly holding twice) a large image while it grows.
     let hint = match format {
@@ -82,27 +48,19 @@ pub fn decompress_stream(
     tail: &[u8],
     limit: u64,
 ) -> Result<Vec<u8>, DecompressError> {
-    let (reader, hint): (Box<dyn Read + '_>, _) = match format {
-        Compression::Xz => (
-            Box::new(liblzma::read::XzDecoder::new_multi_decoder(source)),
-            xz_uncompressed_size(tail),
-        ),
-        Compression::Gzip => (
-            Box::new(flate2::read::MultiGzDecoder::new(source)),
-            gzip_uncompressed_size(tail),
-        ),
+    let hint = match format {
+        Compression::Xz => xz_uncompressed_size(tail),
+        Compression::Gzip => gzip_uncompressed_size(tail),
         Compression::None | Compression::Zstd => {
             let mut bytes = Vec::new();
             let mut source = source;
             source
                 .read_to_end(&mut bytes)
-                .map_err(|e| DecompressError::Corrupt {
-                    format: format.name(),
-                    reason: e.to_string(),
-                })?;
+                .map_err(|e| corrupt(format, &e))?;
             return decompress(&bytes, limit).map(Cow::into_owned);
         }
     };
+    let reader = format.decoder(source).map_err(|e| corrupt(format, &e))?;
     let capacity = hint.filter(|&n| n <= limit).unwrap_or(0) as usize;
     read_capped(reader, format, limit, capacity)
 }
@@ -175,7 +133,14 @@ fn gzip_uncompressed_size(bytes: &[u8]) -> Option<u64> {
     Some(u64::from(u32::from_le_bytes(tail.try_into().ok()?)))
 }
 
-pub(crate) fn read_capped(
+fn corrupt(format: Compression, e: &std::io::Error) -> DecompressError {
+    DecompressError::Corrupt {
+        format: format.name(),
+        reason: e.to_string(),
+    }
+}
+
+fn read_capped(
     reader: impl Read,
     format: Compression,
     limit: u64,
@@ -186,10 +151,7 @@ pub(crate) fn read_capped(
     reader
         .take(limit.saturating_add(1))
         .read_to_end(&mut out)
-        .map_err(|e| DecompressError::Corrupt {
-            format: format.name(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| corrupt(format, &e))?;
     if out.len() as u64 > limit {
         return Err(DecompressError::TooLarge {
             format: format.name(),

@@ -2,9 +2,11 @@
 
 pub mod decompress;
 pub mod elf;
+pub mod read;
 
 use decompress::DecompressError;
 use elf::{ElfError, ElfModule};
+pub use read::{MetaParser, ModuleReader, ModuleSource};
 
 /// Why a module's symbols could not be read.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -83,13 +85,6 @@ impl Imports {
         })
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
 }
 
 /// Everything depmod uses from one module, extracted so the (possibly large,
@@ -184,8 +179,8 @@ impl ModuleMeta {
         })();
         match read {
             Ok(false) => ModuleMeta::from_file_bytes(&buf[..size], limit),
-            // A compressed module is needed whole: map it rather than grow
-            // the reusable buffer to its size.
+            // A compressed module is needed whole: stream it through the
+            // decompressor rather than grow the reusable buffer to its size.
             Ok(true) => {
                 let format = decompress::Compression::detect(&buf[..len.min(64) as usize]);
                 let tail_len = len.min(4096);

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::util::hex;
+
 /// Default name of the manifest at the root of an output.
 pub const MANIFEST_NAME: &str = "kmodidx.manifest.json";
 
@@ -126,14 +128,4 @@ pub fn input_digest(files: &[(Vec<u8>, [u8; 32])]) -> InputDigest {
         sha256: hex(&hasher.finalize()),
         files: sorted.len(),
     }
-}
-
-/// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
 }

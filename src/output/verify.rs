@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::manifest::{hex, mode_text, Manifest, ManifestError, MANIFEST_NAME};
+use super::manifest::{mode_text, Manifest, ManifestError, MANIFEST_NAME};
+use crate::util::hex;
 use crate::source::stream::{self, ArchiveError, EntryError, RawEntry, RawKind};
 
 /// What an output actually holds.

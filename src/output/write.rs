@@ -1,5 +1,17 @@
-//! Writing an output, reproducibly and all or nothing: a directory, a tar or
-//! a newc cpio archive, compressed with gzip, xz or zstd or not at all.
+//! Writing an output, reproducibly: a directory, a tar or a newc cpio
+//! archive, compressed with gzip, xz or zstd or not at all.
+//!
+//! What a failure leaves behind: an archive, a new directory and any single
+//! file (the manifest, a report) are built under a temporary name that
+//! cannot collide (the `tempfile` crate) beside the target and renamed into
+//! place, so the target is either untouched or complete. Into an *existing*
+//! directory, every file is first written in full under such a temporary
+//! name next to its final place; a failure up to there removes them all
+//! (and the directories kmodidx created) and leaves the directory as it
+//! was. Only then are the files renamed into place, one after another, in
+//! path order; if a rename fails (which a same-directory rename practically
+//! never does), the files before it are new, the rest old, and the error
+//! says how many were replaced ([`OutputError::PartlyReplaced`]).
 //!
 //! Every form holds the same entries: the files of a [`Plan`] and every
 //! directory above them, sorted by path bytes, owned by root (uid and gid 0),
@@ -14,11 +26,14 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use sha2::{Digest, Sha256};
+
 use crate::source::Tree;
 
 /// Where a file's bytes come from.
 #[derive(Debug, Clone)]
 pub enum FileSource {
+    /// Bytes made by kmodidx.
     Bytes(Arc<[u8]>),
     /// A file of the input tree, read again when written.
     Tree(Vec<u8>),
@@ -29,10 +44,28 @@ pub enum FileSource {
 pub struct PlannedFile {
     /// Path relative to the output root, `/`-separated.
     pub path: Vec<u8>,
+    /// Permission bits: 0644, or 0755 for an executable input file.
     pub mode: u32,
+    /// Size in bytes.
     pub size: u64,
+    /// SHA-256 of the contents (checked again when a tree file is copied).
     pub sha256: [u8; 32],
+    /// Where the bytes come from.
     pub source: FileSource,
+}
+
+impl PlannedFile {
+    /// A file of bytes made by kmodidx, mode 0644.
+    pub fn bytes(path: Vec<u8>, bytes: impl Into<Arc<[u8]>>) -> Self {
+        let bytes: Arc<[u8]> = bytes.into();
+        PlannedFile {
+            path,
+            mode: 0o644,
+            size: bytes.len() as u64,
+            sha256: Sha256::digest(&bytes).into(),
+            source: FileSource::Bytes(bytes),
+        }
+    }
 }
 
 /// Everything an output holds.
@@ -43,6 +76,7 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Sorts the files by path bytes (dropping repeated paths).
     pub fn sort(&mut self) {
         self.files.sort_by(|a, b| a.path.cmp(&b.path));
         self.files.dedup_by(|a, b| a.path == b.path);
@@ -55,15 +89,42 @@ pub use crate::module::decompress::Compression;
 /// The form of an output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputFormat {
+    /// A directory.
     Dir,
+    /// A tar archive.
     Tar(Compression),
+    /// A newc cpio archive.
     Cpio(Compression),
 }
 
-/// Fixed compression levels: part of the reproducibility contract.
+/// gzip's level: fixed, part of the reproducibility contract.
 pub const GZIP_LEVEL: u32 = 6;
+/// xz's preset: fixed, part of the reproducibility contract.
 pub const XZ_PRESET: u32 = 6;
+/// zstd's level: fixed, part of the reproducibility contract.
 pub const ZSTD_LEVEL: i32 = 10;
+
+/// Every `--format` name, in the order help texts list them.
+pub const FORMAT_NAMES: [&str; 9] = [
+    "dir", "tar", "tar.gz", "tar.xz", "tar.zst", "cpio", "cpio.gz", "cpio.xz", "cpio.zst",
+];
+
+/// Name endings that select an archive form, longest first where one ends
+/// another (`.tar.gz` before `.gz` would matter).
+const SUFFIXES: [&str; 11] = [
+    "tar.gz", "tgz", "tar.xz", "txz", "tar.zst", "tzst", "tar", "cpio.gz", "cpio.xz",
+    "cpio.zst", "cpio",
+];
+
+/// An output name ending in something that is not a known form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: unknown output extension `.{extension}`; known: .{}; a name without an extension is a directory (or choose with --format)", path.display(), SUFFIXES.join(", ."))]
+pub struct UnknownExtension {
+    /// The output.
+    pub path: PathBuf,
+    /// What follows the first `.` of the file name.
+    pub extension: String,
+}
 
 impl OutputFormat {
     /// Parses a `--format` value.
@@ -83,24 +144,33 @@ impl OutputFormat {
         })
     }
 
-    /// Guesses the form from an output name; anything else is a directory.
-    pub fn from_name(path: &Path) -> OutputFormat {
+    /// The form an output name asks for: a known archive ending (`.tar`,
+    /// `.tar.gz`, `.cpio.zst`, ...), else a directory when the name has no
+    /// extension (no `.` after its first byte) or is an existing directory.
+    /// Any other ending is an error, so that `out.zip` never silently
+    /// becomes a directory.
+    pub fn for_path(path: &Path) -> Result<OutputFormat, UnknownExtension> {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        const SUFFIXES: [&str; 10] = [
-            "tar.gz", "tgz", "tar.xz", "txz", "tar.zst", "tzst", "tar", "cpio.gz", "cpio.xz",
-            "cpio.zst",
-        ];
-        for s in SUFFIXES.iter().chain(&["cpio"]) {
+        for s in SUFFIXES {
             if name.len() > s.len() + 1 && name.ends_with(&format!(".{s}")) {
-                return OutputFormat::parse(s).unwrap_or(OutputFormat::Dir);
+                if let Some(format) = OutputFormat::parse(s) {
+                    return Ok(format);
+                }
             }
         }
-        OutputFormat::Dir
+        match name.get(1..).and_then(|rest| rest.find('.')) {
+            Some(dot) if !path.is_dir() => Err(UnknownExtension {
+                path: path.to_path_buf(),
+                extension: name[dot + 2..].to_string(),
+            }),
+            _ => Ok(OutputFormat::Dir),
+        }
     }
 
+    /// The `--format` name of the form.
     pub fn name(self) -> &'static str {
         use Compression as C;
         match self {
@@ -117,32 +187,72 @@ impl OutputFormat {
     }
 }
 
-/// Why an output could not be written. Nothing is left behind.
+/// Why an output could not be written. Every path named is the target's,
+/// never a temporary one.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
+    /// An I/O error on the output.
     #[error("{action} {}: {}", path.display(), crate::util::io_reason(source))]
     Io {
+        /// What failed, such as `cannot write`.
         action: &'static str,
+        /// The target path concerned.
         path: PathBuf,
+        /// Why.
         source: io::Error,
     },
+    /// The output, or a directory in it, is a symlink.
     #[error("{}: refusing to write through the symlink {}", out.display(), link.display())]
-    Symlink { out: PathBuf, link: PathBuf },
+    Symlink {
+        /// The output.
+        out: PathBuf,
+        /// The symlink.
+        link: PathBuf,
+    },
+    /// Something the format cannot hold.
     #[error("{}: {what} `{}` cannot be stored: {why}", out.display(), String::from_utf8_lossy(path))]
     Unstorable {
+        /// The output.
         out: PathBuf,
+        /// What it is: `path`, `file`, `mtime`.
         what: &'static str,
+        /// The entry (or value).
         path: Vec<u8>,
+        /// Why.
         why: String,
     },
+    /// A file copied from the input could not be read.
     #[error("{}: reading `{}` from the input: {}", out.display(), String::from_utf8_lossy(path), crate::util::io_reason(source))]
     Input {
+        /// The output.
         out: PathBuf,
+        /// The input file.
         path: Vec<u8>,
+        /// Why.
         source: io::Error,
     },
+    /// A file copied from the input changed since it was planned.
     #[error("{}: `{}` changed while it was copied (size or SHA-256 differ from the first read)", out.display(), String::from_utf8_lossy(path))]
-    Changed { out: PathBuf, path: Vec<u8> },
+    Changed {
+        /// The output.
+        out: PathBuf,
+        /// The input file.
+        path: Vec<u8>,
+    },
+    /// A rename into an existing directory failed after others succeeded.
+    #[error("cannot rename into {}: {} ({replaced} of {total} files of {} were already replaced; run again to finish)", path.display(), crate::util::io_reason(source), out.display())]
+    PartlyReplaced {
+        /// The output directory.
+        out: PathBuf,
+        /// The file whose rename failed.
+        path: PathBuf,
+        /// Files renamed before it.
+        replaced: usize,
+        /// Files to rename in all.
+        total: usize,
+        /// Why.
+        source: io::Error,
+    },
 }
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> OutputError {
@@ -196,8 +306,7 @@ fn contents(out: &Path, tree: &dyn Tree, f: &PlannedFile) -> Result<Arc<[u8]>, O
                 path: p.clone(),
                 source,
             })?;
-            use sha2::Digest;
-            let sha: [u8; 32] = sha2::Sha256::digest(&*bytes).into();
+            let sha: [u8; 32] = Sha256::digest(&*bytes).into();
             if bytes.len() as u64 != f.size || sha != f.sha256 {
                 return Err(OutputError::Changed {
                     out: out.to_path_buf(),
@@ -209,7 +318,8 @@ fn contents(out: &Path, tree: &dyn Tree, f: &PlannedFile) -> Result<Arc<[u8]>, O
     }
 }
 
-/// Writes `plan` to `out` in the given form, atomically.
+/// Writes `plan` to `out` in the given form (see the module documentation
+/// for what a failure leaves).
 pub fn write_output(
     plan: &Plan,
     tree: &dyn Tree,
@@ -219,27 +329,48 @@ pub fn write_output(
 ) -> Result<(), OutputError> {
     match format {
         OutputFormat::Dir => write_dir(plan, tree, out, mtime),
-        OutputFormat::Tar(c) | OutputFormat::Cpio(c) => {
-            if format == OutputFormat::Cpio(c) && mtime > u64::from(u32::MAX) {
-                return Err(OutputError::Unstorable {
-                    out: out.to_path_buf(),
-                    what: "mtime",
-                    path: mtime.to_string().into_bytes(),
-                    why: "cpio stores at most 32 bits".into(),
-                });
-            }
-            write_file_atomically(out, |w| {
-                let w = compressor(w, c).map_err(io_err("cannot compress", out))?;
-                let w = match format {
-                    OutputFormat::Cpio(_) => write_cpio(plan, tree, out, mtime, w)?,
-                    _ => write_tar(plan, tree, out, mtime, w)?,
-                };
-                w.finish().map_err(io_err("cannot write", out))
-            })
-        }
+        OutputFormat::Tar(_) | OutputFormat::Cpio(_) => write_file_atomically(out, |w| {
+            write_archive(plan, tree, format, out, mtime, w)
+        }),
     }
 }
 
+/// Writes `plan` as an archive to `w` (standard output, say); `name` is
+/// what errors call it. A directory form is refused.
+pub fn write_archive(
+    plan: &Plan,
+    tree: &dyn Tree,
+    format: OutputFormat,
+    name: &Path,
+    mtime: u64,
+    w: &mut dyn Write,
+) -> Result<(), OutputError> {
+    let out = name;
+    let c = match format {
+        OutputFormat::Tar(c) | OutputFormat::Cpio(c) => c,
+        OutputFormat::Dir => {
+            return Err(OutputError::Io {
+                action: "cannot write",
+                path: out.to_path_buf(),
+                source: io::Error::other("a directory cannot be written to a stream"),
+            })
+        }
+    };
+    if format == OutputFormat::Cpio(c) && mtime > u64::from(u32::MAX) {
+        return Err(OutputError::Unstorable {
+            out: out.to_path_buf(),
+            what: "mtime",
+            path: mtime.to_string().into_bytes(),
+            why: "cpio stores at most 32 bits".into(),
+        });
+    }
+    let w = compressor(w, c).map_err(io_err("cannot compress", out))?;
+    let w = match format {
+        OutputFormat::Cpio(_) => write_cpio(plan, tree, out, mtime, w)?,
+        _ => write_tar(plan, tree, out, mtime, w)?,
+    };
+    w.finish().map_err(io_err("cannot write", out))
+}
 /// A compressing writer that must be finished explicitly.
 trait Finish: Write {
     fn finish(self: Box<Self>) -> io::Result<()>;
@@ -386,43 +517,39 @@ fn write_cpio<'w>(
     cpio::newc::trailer(w).map_err(io_err("cannot write", out))
 }
 
-/// A temporary file or directory beside the target, removed unless kept.
-struct TempGuard {
-    path: PathBuf,
-    dir: bool,
-    keep: bool,
-}
-
-impl Drop for TempGuard {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = if self.dir {
-                fs::remove_dir_all(&self.path)
-            } else {
-                fs::remove_file(&self.path)
-            };
-        }
+/// The directory a target lives in (`.` for a bare name).
+fn parent_dir(target: &Path) -> PathBuf {
+    match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
     }
 }
 
-fn temp_beside(target: &Path) -> PathBuf {
+/// The temporary names beside `target` cannot collide with another run's:
+/// `.NAME.XXXXXX.kmodidx-tmp`, made by the `tempfile` crate.
+fn temp_prefix(target: &Path) -> String {
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "out".into());
-    let parent = match target.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    parent.join(format!(".{name}.kmodidx-tmp-{}", std::process::id()))
+    format!(".{name}.")
 }
 
-/// Writes a file through `fill` into a temporary file beside `target`, then
-/// renames it into place. On error the temporary file is removed.
-pub fn write_file_atomically(
-    target: &Path,
-    fill: impl FnOnce(Box<dyn Write + '_>) -> Result<(), OutputError>,
-) -> Result<(), OutputError> {
+fn temp_file_beside(target: &Path) -> io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(&temp_prefix(target))
+        .suffix(".kmodidx-tmp")
+        .tempfile_in(parent_dir(target))
+}
+
+fn temp_dir_beside(target: &Path) -> io::Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(&temp_prefix(target))
+        .suffix(".kmodidx-tmp")
+        .tempdir_in(parent_dir(target))
+}
+
+fn refuse_symlink_or_dir(target: &Path) -> Result<(), OutputError> {
     if let Ok(meta) = fs::symlink_metadata(target) {
         if meta.file_type().is_symlink() {
             return Err(OutputError::Symlink {
@@ -438,25 +565,39 @@ pub fn write_file_atomically(
             });
         }
     }
-    let temp = temp_beside(target);
-    let file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&temp)
-        .map_err(io_err("cannot create", &temp))?;
-    let mut guard = TempGuard {
-        path: temp.clone(),
-        dir: false,
-        keep: false,
-    };
-    {
-        let w = BufWriter::with_capacity(1 << 20, &file);
-        fill(Box::new(w))?;
-    }
-    set_mode(&temp, 0o644).map_err(io_err("cannot set permissions of", &temp))?;
-    fs::rename(&temp, target).map_err(io_err("cannot rename into", target))?;
-    guard.keep = true;
     Ok(())
+}
+
+/// Writes a file through `fill` into a temporary file beside `target`
+/// (mode 0644), then renames it into place. On error the temporary file is
+/// removed and the target is untouched; errors name the target.
+pub fn write_file_atomically(
+    target: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> Result<(), OutputError>,
+) -> Result<(), OutputError> {
+    refuse_symlink_or_dir(target)?;
+    let temp = temp_file_beside(target).map_err(io_err("cannot create", target))?;
+    {
+        let mut w = BufWriter::with_capacity(1 << 20, temp.as_file());
+        fill(&mut w)?;
+        w.flush().map_err(io_err("cannot write", target))?;
+    }
+    set_file_mode(temp.as_file(), 0o644).map_err(io_err("cannot set permissions of", target))?;
+    temp.persist(target)
+        .map_err(|e| io_err("cannot rename into", target)(e.error))?;
+    Ok(())
+}
+
+/// Writes `bytes` to `target` as [`write_file_atomically`] does.
+pub fn write_bytes_atomically(target: &Path, bytes: &[u8]) -> Result<(), OutputError> {
+    write_file_atomically(target, |w| {
+        w.write_all(bytes).map_err(io_err("cannot write", target))
+    })
+}
+
+fn set_file_mode(file: &fs::File, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(fs::Permissions::from_mode(mode))
 }
 
 fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
@@ -464,53 +605,21 @@ fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
 }
 
-fn set_mtime(path: &Path, mtime: u64) -> io::Result<()> {
+fn set_mtime(file: &fs::File, mtime: u64) -> io::Result<()> {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime);
-    let f = fs::File::options().write(true).open(path)?;
-    f.set_times(fs::FileTimes::new().set_modified(t).set_accessed(t))
+    file.set_times(fs::FileTimes::new().set_modified(t).set_accessed(t))
 }
 
 fn host(root: &Path, rel: &[u8]) -> PathBuf {
     root.join(std::ffi::OsStr::from_bytes(rel))
 }
 
-/// Directory output. A new directory is built beside `out` and renamed into
-/// place; into an existing directory, every file is written under a
-/// temporary name and renamed only once all are written, and directories
-/// kmodidx created are removed again on error.
+/// Directory output: a new directory is built aside and renamed into
+/// place; into an existing one, files are staged and then renamed (see the
+/// module documentation).
 fn write_dir(plan: &Plan, tree: &dyn Tree, out: &Path, mtime: u64) -> Result<(), OutputError> {
     match fs::symlink_metadata(out) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let temp = temp_beside(out);
-            fs::create_dir(&temp).map_err(io_err("cannot create directory", &temp))?;
-            let mut guard = TempGuard {
-                path: temp.clone(),
-                dir: true,
-                keep: false,
-            };
-            for item in items(plan) {
-                let path = host(&temp, item.path());
-                match item {
-                    Item::Dir(_) => {
-                        fs::create_dir(&path).map_err(io_err("cannot create directory", &path))?;
-                    }
-                    Item::File(f) => {
-                        let data = contents(out, tree, f)?;
-                        write_plain(&path, &data, f.mode, mtime)?;
-                    }
-                }
-            }
-            for item in items(plan).iter().rev() {
-                if let Item::Dir(_) = item {
-                    let path = host(&temp, item.path());
-                    set_mode(&path, 0o755).map_err(io_err("cannot set permissions of", &path))?;
-                }
-            }
-            set_mode(&temp, 0o755).map_err(io_err("cannot set permissions of", &temp))?;
-            fs::rename(&temp, out).map_err(io_err("cannot rename into", out))?;
-            guard.keep = true;
-            Ok(())
-        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => write_new_dir(plan, tree, out, mtime),
         Err(e) => Err(io_err("cannot inspect", out)(e)),
         Ok(m) if m.file_type().is_symlink() => Err(OutputError::Symlink {
             out: out.to_path_buf(),
@@ -525,16 +634,112 @@ fn write_dir(plan: &Plan, tree: &dyn Tree, out: &Path, mtime: u64) -> Result<(),
     }
 }
 
-fn write_plain(path: &Path, data: &[u8], mode: u32, mtime: u64) -> Result<(), OutputError> {
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(io_err("cannot create", path))?;
-    file.write_all(data).map_err(io_err("cannot write", path))?;
-    drop(file);
-    set_mode(path, mode).map_err(io_err("cannot set permissions of", path))?;
-    set_mtime(path, mtime).map_err(io_err("cannot set the time of", path))
+fn write_new_dir(plan: &Plan, tree: &dyn Tree, out: &Path, mtime: u64) -> Result<(), OutputError> {
+    let temp = temp_dir_beside(out).map_err(io_err("cannot create directory", out))?;
+    for item in items(plan) {
+        let (path, shown) = (host(temp.path(), item.path()), host(out, item.path()));
+        match item {
+            Item::Dir(_) => fs::create_dir(&path).map_err(io_err("cannot create directory", &shown))?,
+            Item::File(f) => {
+                let data = contents(out, tree, f)?;
+                let file = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                    .map_err(io_err("cannot create", &shown))?;
+                write_plain(&file, &shown, &data, f.mode, mtime)?;
+            }
+        }
+    }
+    for item in items(plan).iter().rev() {
+        if let Item::Dir(_) = item {
+            set_mode(&host(temp.path(), item.path()), 0o755)
+                .map_err(io_err("cannot set permissions of", &host(out, item.path())))?;
+        }
+    }
+    set_mode(temp.path(), 0o755).map_err(io_err("cannot set permissions of", out))?;
+    let temp = temp.keep();
+    if let Err(e) = fs::rename(&temp, out) {
+        let _ = fs::remove_dir_all(&temp);
+        return Err(io_err("cannot rename into", out)(e));
+    }
+    Ok(())
+}
+
+/// Writes a file's bytes, mode and mtime; errors name `shown`.
+fn write_plain(
+    file: &fs::File,
+    shown: &Path,
+    data: &[u8],
+    mode: u32,
+    mtime: u64,
+) -> Result<(), OutputError> {
+    (&*file).write_all(data).map_err(io_err("cannot write", shown))?;
+    set_file_mode(file, mode).map_err(io_err("cannot set permissions of", shown))?;
+    set_mtime(file, mtime).map_err(io_err("cannot set the time of", shown))
+}
+
+/// Directories kmodidx created, removed again (deepest first) unless kept.
+struct CreatedDirs(Vec<PathBuf>);
+
+impl Drop for CreatedDirs {
+    fn drop(&mut self) {
+        for dir in self.0.iter().rev() {
+            let _ = fs::remove_dir(dir);
+        }
+    }
+}
+
+/// One file staged beside its final path.
+pub struct Staged {
+    temp: tempfile::NamedTempFile,
+    path: PathBuf,
+}
+
+/// Writes `data` under a temporary name beside `path` (mode `mode`, and
+/// mtime `mtime` if given), to be renamed by [`rename_staged`]. Dropped
+/// unrenamed, it is removed.
+pub fn stage_file(
+    path: &Path,
+    data: &[u8],
+    mode: u32,
+    mtime: Option<u64>,
+) -> Result<Staged, OutputError> {
+    let temp = temp_file_beside(path).map_err(io_err("cannot create", path))?;
+    (&*temp.as_file())
+        .write_all(data)
+        .map_err(io_err("cannot write", path))?;
+    set_file_mode(temp.as_file(), mode).map_err(io_err("cannot set permissions of", path))?;
+    if let Some(mtime) = mtime {
+        set_mtime(temp.as_file(), mtime).map_err(io_err("cannot set the time of", path))?;
+    }
+    Ok(Staged {
+        temp,
+        path: path.to_path_buf(),
+    })
+}
+
+/// Renames staged files into place, in order; `out` is the directory
+/// they belong to, for the error.
+pub fn rename_staged(out: &Path, staged: Vec<Staged>) -> Result<(), OutputError> {
+    let total = staged.len();
+    for (replaced, s) in staged.into_iter().enumerate() {
+        if let Err(e) = s.temp.persist(&s.path) {
+            let source = e.error;
+            return Err(if replaced == 0 {
+                io_err("cannot rename into", &s.path)(source)
+            } else {
+                OutputError::PartlyReplaced {
+                    out: out.to_path_buf(),
+                    path: s.path,
+                    replaced,
+                    total,
+                    source,
+                }
+            });
+        }
+    }
+    Ok(())
 }
 
 fn write_into_existing(
@@ -543,68 +748,49 @@ fn write_into_existing(
     out: &Path,
     mtime: u64,
 ) -> Result<(), OutputError> {
-    let mut created: Vec<PathBuf> = Vec::new();
-    let mut staged: Vec<(PathBuf, PathBuf)> = Vec::new();
-    let result = (|| {
-        for item in items(plan) {
-            let path = host(out, item.path());
-            match item {
-                Item::Dir(_) => match fs::symlink_metadata(&path) {
-                    Ok(m) if m.file_type().is_symlink() => {
-                        return Err(OutputError::Symlink {
-                            out: out.to_path_buf(),
-                            link: path,
-                        })
-                    }
-                    Ok(m) if m.is_dir() => {}
-                    Ok(_) => {
-                        return Err(OutputError::Io {
-                            action: "cannot create directory",
-                            path,
-                            source: io::Error::other("a file of that name exists"),
-                        })
-                    }
-                    Err(_) => {
-                        fs::create_dir(&path).map_err(io_err("cannot create directory", &path))?;
-                        created.push(path.clone());
-                        set_mode(&path, 0o755)
-                            .map_err(io_err("cannot set permissions of", &path))?;
-                    }
-                },
-                Item::File(f) => {
-                    if let Ok(m) = fs::symlink_metadata(&path) {
-                        if m.is_dir() || m.file_type().is_symlink() {
-                            return Err(OutputError::Io {
-                                action: "cannot replace",
-                                path,
-                                source: io::Error::other("it is a directory or a symlink"),
-                            });
-                        }
-                    }
-                    let name = path
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    let temp =
-                        path.with_file_name(format!(".{name}.kmodidx-tmp-{}", std::process::id()));
-                    let data = contents(out, tree, f)?;
-                    staged.push((temp.clone(), path));
-                    write_plain(&temp, &data, f.mode, mtime)?;
+    let mut created = CreatedDirs(Vec::new());
+    let mut staged = Vec::new();
+    for item in items(plan) {
+        let path = host(out, item.path());
+        match item {
+            Item::Dir(_) => match fs::symlink_metadata(&path) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(OutputError::Symlink {
+                        out: out.to_path_buf(),
+                        link: path,
+                    })
                 }
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    return Err(OutputError::Io {
+                        action: "cannot create directory",
+                        path,
+                        source: io::Error::other("a file of that name exists"),
+                    })
+                }
+                Err(_) => {
+                    fs::create_dir(&path).map_err(io_err("cannot create directory", &path))?;
+                    created.0.push(path.clone());
+                    set_mode(&path, 0o755).map_err(io_err("cannot set permissions of", &path))?;
+                }
+            },
+            Item::File(f) => {
+                if let Ok(m) = fs::symlink_metadata(&path) {
+                    if m.is_dir() || m.file_type().is_symlink() {
+                        return Err(OutputError::Io {
+                            action: "cannot replace",
+                            path,
+                            source: io::Error::other("it is a directory or a symlink"),
+                        });
+                    }
+                }
+                let data = contents(out, tree, f)?;
+                staged.push(stage_file(&path, &data, f.mode, Some(mtime))?);
             }
         }
-        for (temp, path) in &staged {
-            fs::rename(temp, path).map_err(io_err("cannot rename into", path))?;
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        for (temp, _) in &staged {
-            let _ = fs::remove_file(temp);
-        }
-        for dir in created.iter().rev() {
-            let _ = fs::remove_dir(dir);
-        }
     }
-    result
+    rename_staged(out, staged)?;
+    // Everything is in place: the new directories stay.
+    created.0.clear();
+    Ok(())
 }

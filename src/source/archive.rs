@@ -2,8 +2,8 @@
 //!
 //! Nothing is extracted. While the archive goes by, every module under a
 //! `lib/modules/<version>/` or `usr/lib/modules/<version>/` directory is
-//! handed to a rayon worker that parses it into a small [`ModuleMeta`] and
-//! hashes it; its bytes are then dropped (or, when asked, appended to an
+//! handed to a rayon worker that parses it with the caller's
+//! [`ModuleParser`] (into something small) and hashes it; its bytes are then dropped (or, when asked, appended to an
 //! anonymous spill file so that a staged output can copy them later). Small
 //! metadata files there and depmod.d configuration files are kept in memory.
 //! Everything else is remembered only as a name, a kind and a size.
@@ -24,33 +24,18 @@ use std::sync::Arc;
 use rayon::iter::{ParallelBridge, ParallelIterator};
 use sha2::{Digest, Sha256};
 
-use super::stream::{
-    self, ArchiveError, ArchiveFormat, EntryError, RawEntry, RawKind, StreamCompression,
-};
-use super::{Contents, DirEntry, EntryKind, Tree};
-use crate::module::{LoadError, ModuleMeta};
+use super::stream::{self, ArchiveError, EntryError, RawEntry, RawKind};
+use super::{Contents, DirEntry, EntryKind, ModuleParser, Tree};
+use crate::layout::{is_module_file, CONFIG_DIRS, MODULE_DIRS};
 
 /// How deep symlink chains may go (the kernel's `MAXSYMLINKS`).
 const MAX_HOPS: u32 = 40;
-
-/// Directories whose small files are kept, besides the module directories.
-pub const CONFIG_DIRS: [&str; 5] = [
-    "etc/depmod.d",
-    "run/depmod.d",
-    "usr/local/lib/depmod.d",
-    "usr/lib/depmod.d",
-    "lib/depmod.d",
-];
-
-const MODULE_EXTENSIONS: [&[u8]; 4] = [b".ko", b".ko.gz", b".ko.xz", b".ko.zst"];
 
 /// How to read an archive.
 #[derive(Debug, Clone)]
 pub struct ArchiveOptions {
     /// Cap on the whole decompressed stream, in bytes.
     pub max_input_size: u64,
-    /// Cap on one module: its stored size and its decompressed image.
-    pub max_module_size: u64,
     /// Largest non-module file kept in memory.
     pub max_small_file: u64,
     /// Further files to keep in memory (such as a Module.symvers), by path.
@@ -58,21 +43,15 @@ pub struct ArchiveOptions {
     /// Keep module bytes in an anonymous spill file in this directory, so
     /// that [`Tree::read`] can return them later (for staged output).
     pub spill_dir: Option<PathBuf>,
-    /// Hash modules while reading them (for the manifest). A directory
-    /// input skips this when no digest is wanted, and then touches only the
-    /// parts of each module it parses.
-    pub hash_modules: bool,
 }
 
 impl Default for ArchiveOptions {
     fn default() -> Self {
         ArchiveOptions {
             max_input_size: 16 << 30,
-            max_module_size: 1 << 30,
             max_small_file: 64 << 20,
             keep: Vec::new(),
             spill_dir: None,
-            hash_modules: true,
         }
     }
 }
@@ -94,8 +73,8 @@ enum Node {
     Other,
 }
 
-struct ModuleSlot {
-    meta: ModuleMeta,
+struct ModuleSlot<M> {
+    parsed: M,
     sha256: [u8; 32],
     /// Offset of the bytes in the spill file.
     spill: Option<u64>,
@@ -113,14 +92,13 @@ enum Unresolved {
     NotDir,
 }
 
-/// An archive seen as a read-only tree.
-pub struct ArchiveTree {
+/// An archive seen as a read-only tree, with each module already parsed
+/// into an `M` by a [`ModuleParser`].
+pub struct ArchiveTree<M> {
     archive: PathBuf,
-    format: ArchiveFormat,
-    compression: StreamCompression,
     nodes: HashMap<Vec<u8>, Node>,
     children: HashMap<Vec<u8>, BTreeSet<Vec<u8>>>,
-    modules: Vec<ModuleSlot>,
+    modules: Vec<ModuleSlot<M>>,
     spill: Option<std::fs::File>,
     notes: Vec<String>,
 }
@@ -159,31 +137,24 @@ fn normalize(raw: &[u8]) -> Result<Vec<u8>, String> {
 
 /// Whether a canonical path is a module under `[usr/]lib/modules/<v>/`.
 fn is_module_path(path: &[u8]) -> bool {
-    let name = parent_of(path).1;
-    in_module_dir(path)
-        && MODULE_EXTENSIONS
-            .iter()
-            .any(|ext| name.len() > ext.len() && name.ends_with(ext))
+    in_module_dir(path) && is_module_file(parent_of(path).1)
 }
 
+/// Whether `path` is inside `dir` (both canonical).
+fn under(path: &[u8], dir: &str) -> bool {
+    path.len() > dir.len() && path.starts_with(dir.as_bytes()) && path[dir.len()] == b'/'
+}
+
+/// Whether a canonical path lies below a kernel's directory in one of the
+/// module directories (`lib/modules/<version>/...`).
 fn in_module_dir(path: &[u8]) -> bool {
-    let parts: Vec<&[u8]> = components(path).collect();
-    let rest = match parts.as_slice() {
-        [b"lib", b"modules", rest @ ..] => rest,
-        [b"usr", b"lib", b"modules", rest @ ..] => rest,
-        _ => return false,
-    };
-    rest.len() >= 2
+    MODULE_DIRS.iter().any(|d| {
+        under(path, d) && path[d.len() + 1..].contains(&b'/')
+    })
 }
 
 fn in_config_dir(path: &[u8]) -> bool {
-    CONFIG_DIRS
-        .iter()
-        .any(|d| path.len() > d.len() && path.starts_with(d.as_bytes()) && path[d.len()] == b'/')
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    CONFIG_DIRS.iter().any(|d| under(path, d))
 }
 
 /// What the streaming pass sends to the parsing workers.
@@ -194,11 +165,13 @@ struct Job {
 
 struct Builder<'a> {
     opts: &'a ArchiveOptions,
+    /// Largest module read (stored size), from the parser.
+    max_module_size: u64,
     nodes: HashMap<Vec<u8>, Node>,
     /// Per module slot: size and spill offset; metadata comes from workers.
     slots: Vec<(u64, Option<u64>)>,
-    /// Slots too large to read, with their failure.
-    failed: Vec<(usize, LoadError, [u8; 32])>,
+    /// Slots too large to read, with the reason.
+    failed: Vec<(usize, String, [u8; 32])>,
     spill: Option<(std::fs::File, u64)>,
     /// cpio hard-link groups: identity to canonical paths.
     links: HashMap<(u32, u32, u32, u32), Vec<Vec<u8>>>,
@@ -275,16 +248,16 @@ impl Builder<'_> {
         let size = entry.size;
         if module {
             let slot = self.slots.len();
-            if size > self.opts.max_module_size {
+            if size > self.max_module_size {
                 self.slots.push((size, None));
                 let mut hasher = Sha256::new();
                 io::copy(&mut entry.data, &mut HashWriter(&mut hasher))?;
                 self.failed.push((
                     slot,
-                    LoadError::Io(format!(
+                    format!(
                         "module is {size} bytes, more than the limit of {} bytes",
-                        self.opts.max_module_size
-                    )),
+                        self.max_module_size
+                    ),
                     hasher.finalize().into(),
                 ));
                 return Ok(FileData::Module(slot));
@@ -448,9 +421,32 @@ fn resolve(
     Ok(cur.join(&b'/'))
 }
 
-impl ArchiveTree {
-    /// Reads the archive at `path` in one pass.
-    pub fn open(path: &Path, opts: &ArchiveOptions) -> Result<ArchiveTree, ArchiveError> {
+impl<M: Send> ArchiveTree<M> {
+    /// Reads the archive at `path` in one pass, parsing every module with
+    /// `parser`.
+    pub fn open<P>(path: &Path, opts: &ArchiveOptions, parser: &P) -> Result<Self, ArchiveError>
+    where
+        P: ModuleParser<Parsed = M>,
+    {
+        let file = std::fs::File::open(path).map_err(|source| ArchiveError::Open {
+            archive: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_reader(path, file, opts, parser)
+    }
+
+    /// Reads an archive from `source` (standard input, say) in one pass;
+    /// `name` is what messages call it.
+    pub fn from_reader<P>(
+        name: &Path,
+        source: impl Read,
+        opts: &ArchiveOptions,
+        parser: &P,
+    ) -> Result<Self, ArchiveError>
+    where
+        P: ModuleParser<Parsed = M>,
+    {
+        let path = name;
         let spill = match &opts.spill_dir {
             Some(dir) => Some((
                 tempfile::tempfile_in(dir).map_err(|source| ArchiveError::Open {
@@ -463,6 +459,7 @@ impl ArchiveTree {
         };
         let mut builder = Builder {
             opts,
+            max_module_size: parser.max_size(),
             nodes: HashMap::new(),
             slots: Vec::new(),
             failed: Vec::new(),
@@ -471,7 +468,6 @@ impl ArchiveTree {
             notes: Vec::new(),
         };
         builder.nodes.insert(Vec::new(), Node::Dir);
-        let limit = opts.max_module_size;
         let workers = rayon::current_num_threads();
         let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(workers * 2 + 2);
         let (result, parsed) = std::thread::scope(|s| {
@@ -480,19 +476,20 @@ impl ArchiveTree {
                     .par_bridge()
                     .map(|job| {
                         let sha: [u8; 32] = Sha256::digest(&job.bytes).into();
-                        let meta = ModuleMeta::from_file_bytes(&job.bytes, limit);
-                        (job.slot, meta, sha)
+                        (job.slot, parser.parse(&job.bytes), sha)
                     })
                     .collect::<Vec<_>>()
             });
-            let result =
-                stream::for_each_entry(path, opts.max_input_size, &mut |entry: RawEntry<'_>| {
-                    builder.entry(entry, &tx)
-                });
+            let result = stream::for_each_entry_in(
+                path,
+                source,
+                opts.max_input_size,
+                &mut |entry: RawEntry<'_>| builder.entry(entry, &tx),
+            );
             drop(tx);
             (result, parser.join())
         });
-        let (format, compression) = result?;
+        result?;
         let parsed = parsed.unwrap_or_default();
         let Builder {
             nodes,
@@ -502,18 +499,18 @@ impl ArchiveTree {
             notes,
             ..
         } = builder;
-        let mut modules: Vec<Option<ModuleSlot>> = slots.iter().map(|_| None).collect();
-        for (slot, meta, sha256) in parsed {
+        let mut modules: Vec<Option<ModuleSlot<M>>> = slots.iter().map(|_| None).collect();
+        for (slot, parsed, sha256) in parsed {
             modules[slot] = Some(ModuleSlot {
-                meta,
+                parsed,
                 sha256,
                 spill: slots[slot].1,
                 size: slots[slot].0,
             });
         }
-        for (slot, error, sha256) in failed {
+        for (slot, reason, sha256) in failed {
             modules[slot] = Some(ModuleSlot {
-                meta: ModuleMeta::failed(error),
+                parsed: parser.unread(reason),
                 sha256,
                 spill: None,
                 size: slots[slot].0,
@@ -523,7 +520,7 @@ impl ArchiveTree {
             .into_iter()
             .map(|m| {
                 m.unwrap_or_else(|| ModuleSlot {
-                    meta: ModuleMeta::failed(LoadError::Io("module parser failed".into())),
+                    parsed: parser.unread("module parser failed".into()),
                     sha256: [0; 32],
                     spill: None,
                     size: 0,
@@ -532,8 +529,6 @@ impl ArchiveTree {
             .collect();
         let mut tree = ArchiveTree {
             archive: path.to_path_buf(),
-            format,
-            compression,
             nodes,
             children: HashMap::new(),
             modules,
@@ -543,7 +538,9 @@ impl ArchiveTree {
         tree.finish();
         Ok(tree)
     }
+}
 
+impl<M> ArchiveTree<M> {
     fn finish(&mut self) {
         for path in self.nodes.keys().filter(|p| !p.is_empty()) {
             let (parent, name) = parent_of(path);
@@ -580,10 +577,6 @@ impl ArchiveTree {
         &self.notes
     }
 
-    pub fn format(&self) -> (ArchiveFormat, StreamCompression) {
-        (self.format, self.compression)
-    }
-
     fn node(&self, path: &[u8]) -> io::Result<(Vec<u8>, &Node)> {
         let canon = resolve(&self.nodes, path, true).map_err(|e| match e {
             Unresolved::Loop => io::Error::other("Too many levels of symbolic links"),
@@ -606,7 +599,19 @@ impl ArchiveTree {
     }
 }
 
-impl Tree for ArchiveTree {
+impl<M> ArchiveTree<M> {
+    /// What the parser made of the module file at `path`.
+    pub fn parsed(&self, path: &[u8]) -> io::Result<&M> {
+        match self.node(path)? {
+            (_, Node::File { data: FileData::Module(slot), .. }) => Ok(&self.modules[*slot].parsed),
+            _ => Err(io::Error::other(
+                "not read from the archive (modules are read only under lib/modules/<version>/ and usr/lib/modules/<version>/)",
+            )),
+        }
+    }
+}
+
+impl<M: Sync> Tree for ArchiveTree<M> {
     fn read_dir(&self, path: &[u8]) -> io::Result<Vec<DirEntry>> {
         let (canon, node) = self.node(path)?;
         if !matches!(node, Node::Dir) {
@@ -670,16 +675,6 @@ impl Tree for ArchiveTree {
         )
     }
 
-    fn module_meta(&self, path: &[u8], _decompress_limit: u64) -> ModuleMeta {
-        match self.node(path) {
-            Ok((_, Node::File { data: FileData::Module(slot), .. })) => self.modules[*slot].meta.clone(),
-            Ok(_) => ModuleMeta::failed(LoadError::Io(
-                "not read from the archive (modules are read only under lib/modules/<version>/ and usr/lib/modules/<version>/)".into(),
-            )),
-            Err(e) => ModuleMeta::failed(LoadError::Io(crate::util::io_reason(&e))),
-        }
-    }
-
     fn digest(&self, path: &[u8]) -> io::Result<(u64, [u8; 32])> {
         match self.node(path)? {
             (
@@ -702,11 +697,6 @@ impl Tree for ArchiveTree {
     fn executable(&self, path: &[u8]) -> bool {
         matches!(self.node(path), Ok((_, Node::File { mode, .. })) if mode & 0o111 != 0)
     }
-}
-
-/// Lowercase hex of a digest.
-pub fn hex_digest(bytes: &[u8]) -> String {
-    hex(bytes)
 }
 
 #[cfg(test)]

@@ -7,22 +7,20 @@
 //! when the image holds `lib -> /usr/lib` or a link pointing out of it.
 //! (Rooted at `/`, this is exactly how the host resolves paths.)
 
-use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
 use super::{Contents, DirEntry, EntryKind, Tree};
-use crate::module::{LoadError, ModuleMeta};
 
 /// Size and SHA-256 of a file.
-type FileDigest = (u64, [u8; 32]);
+pub type FileDigest = (u64, [u8; 32]);
 
 /// Symlinks followed in one lookup before giving up, as Linux's ELOOP limit.
 const MAX_LINKS: usize = 40;
@@ -32,34 +30,44 @@ pub struct DirTree {
     root: PathBuf,
     /// Resolved form of directories already looked up.
     dirs: Mutex<HashMap<Vec<u8>, Vec<u8>>>,
-    /// Size and SHA-256 of the modules read so far: hashed while the bytes
-    /// are at hand, so the manifest never reads a module twice.
+    /// Size and SHA-256 of files already hashed by a reader (see
+    /// [`DirTree::remember_digest`]), so the manifest never reads a module
+    /// twice.
     digests: Mutex<HashMap<Vec<u8>, FileDigest>>,
-    hash_modules: bool,
     /// Resolved paths of entries seen in listings that are not symlinks.
     plain: Mutex<HashSet<Vec<u8>>>,
 }
 
 impl DirTree {
+    /// The tree rooted at the directory `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         DirTree {
             root: root.into(),
             dirs: Mutex::new(HashMap::new()),
             digests: Mutex::new(HashMap::new()),
-            hash_modules: true,
             plain: Mutex::new(HashSet::new()),
         }
     }
 
-    /// Whether to hash modules as they are parsed (on by default). Without
-    /// it, modules are mapped and only the parts depmod needs are touched.
-    pub fn hash_modules(mut self, on: bool) -> Self {
-        self.hash_modules = on;
-        self
+    /// Opens the file at `path` (symlinks resolved inside the root), for a
+    /// reader that wants more control than [`Tree::read`] gives.
+    pub fn open(&self, path: &[u8]) -> io::Result<fs::File> {
+        fs::File::open(self.host_path(path)?)
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// Where the entry at `path` is on the host (symlinks resolved inside
+    /// the root).
+    pub fn host_path(&self, path: &[u8]) -> io::Result<PathBuf> {
+        Ok(self.host(&self.resolve(path)?))
+    }
+
+    /// Records the size and SHA-256 of the file at `path`, computed by a
+    /// reader that had its bytes at hand; [`Tree::digest`] then returns them
+    /// without reading the file again.
+    pub fn remember_digest(&self, path: &[u8], digest: FileDigest) {
+        if let Ok(mut digests) = self.digests.lock() {
+            digests.insert(path.to_vec(), digest);
+        }
     }
 
     fn host(&self, resolved: &[u8]) -> PathBuf {
@@ -139,10 +147,6 @@ impl DirTree {
             pending.extend(split(&target).into_iter().rev());
         }
         Ok(resolved)
-    }
-
-    fn host_path(&self, path: &[u8]) -> io::Result<PathBuf> {
-        Ok(self.host(&self.resolve(path)?))
     }
 }
 
@@ -232,41 +236,6 @@ impl Tree for DirTree {
 
     fn display(&self, path: &[u8]) -> String {
         self.host(path).display().to_string()
-    }
-
-    /// Reads the module into a per-thread buffer (cheaper than mapping
-    /// thousands of small files) and hashes it in the same pass.
-    fn module_meta(&self, path: &[u8], decompress_limit: u64) -> ModuleMeta {
-        thread_local! {
-            static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-        }
-        if !self.hash_modules {
-            let opened = self
-                .host_path(path)
-                .and_then(fs::File::open)
-                .and_then(|f| Ok((f.metadata()?.len(), f)));
-            return match opened {
-                Ok((len, file)) => BUFFER.with_borrow_mut(|buf| {
-                    ModuleMeta::from_file(&file, len, buf, decompress_limit)
-                }),
-                Err(e) => ModuleMeta::failed(LoadError::Io(crate::util::io_reason(&e))),
-            };
-        }
-        BUFFER.with_borrow_mut(|buf| {
-            buf.clear();
-            let read = self
-                .host_path(path)
-                .and_then(fs::File::open)
-                .and_then(|mut f| f.read_to_end(buf));
-            if let Err(e) = read {
-                return ModuleMeta::failed(LoadError::Io(crate::util::io_reason(&e)));
-            }
-            let digest = (buf.len() as u64, Sha256::digest(&buf[..]).into());
-            if let Ok(mut digests) = self.digests.lock() {
-                digests.insert(path.to_vec(), digest);
-            }
-            ModuleMeta::from_file_bytes(buf, decompress_limit)
-        })
     }
 
     fn digest(&self, path: &[u8]) -> io::Result<(u64, [u8; 32])> {

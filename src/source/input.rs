@@ -5,22 +5,30 @@ use std::path::{Path, PathBuf};
 use super::archive::{ArchiveOptions, ArchiveTree};
 use super::dir::DirTree;
 use super::stream::ArchiveError;
-use super::Tree;
+use super::{ModuleParser, Tree};
 
-/// An opened input.
-pub enum Input {
+/// The input name that means "an archive on standard input".
+pub const STDIN: &str = "-";
+
+/// An opened input, its modules parsed into `M` when it was an archive.
+pub enum Input<M> {
+    /// A directory, read in place.
     Dir(DirTree),
-    Archive(ArchiveTree),
+    /// An archive, read once.
+    Archive(ArchiveTree<M>),
 }
 
-impl Input {
+impl<M: Sync> Input<M> {
+    /// The input as a tree of files.
     pub fn tree(&self) -> &dyn Tree {
         match self {
             Input::Dir(t) => t,
             Input::Archive(t) => t,
         }
     }
+}
 
+impl<M> Input<M> {
     /// Notes about ignored entries (archives only).
     pub fn notes(&self) -> &[String] {
         match self {
@@ -29,6 +37,7 @@ impl Input {
         }
     }
 
+    /// Whether the input is a directory.
     pub fn is_dir(&self) -> bool {
         matches!(self, Input::Dir(_))
     }
@@ -37,30 +46,45 @@ impl Input {
 /// Why the input could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
+    /// The input could not be examined.
     #[error("{}: {}", path.display(), crate::util::io_reason(source))]
     Io {
+        /// The input.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
+    /// Neither a directory nor a regular file (a FIFO, a device...).
     #[error("{}: neither a directory nor a regular file", .0.display())]
     NotFileOrDir(PathBuf),
+    /// The archive could not be read.
     #[error(transparent)]
     Archive(#[from] ArchiveError),
 }
 
 /// Opens `path`: a directory is read in place, a file is read as a (maybe
-/// compressed) tar or cpio archive, whatever its name.
-pub fn open_input(path: &Path, opts: &ArchiveOptions) -> Result<Input, InputError> {
+/// compressed) tar or cpio archive, whatever its name, with each module
+/// handed to `parser`. [`STDIN`] (`-`) reads an archive from standard input.
+pub fn open_input<P: ModuleParser>(
+    path: &Path,
+    opts: &ArchiveOptions,
+    parser: &P,
+) -> Result<Input<P::Parsed>, InputError> {
+    if path.as_os_str() == STDIN {
+        let stdin = std::io::stdin().lock();
+        let name = Path::new("<stdin>");
+        return Ok(Input::Archive(ArchiveTree::from_reader(
+            name, stdin, opts, parser,
+        )?));
+    }
     let meta = std::fs::metadata(path).map_err(|source| InputError::Io {
         path: path.to_path_buf(),
         source,
     })?;
     if meta.is_dir() {
-        Ok(Input::Dir(
-            DirTree::new(path).hash_modules(opts.hash_modules),
-        ))
+        Ok(Input::Dir(DirTree::new(path)))
     } else if meta.is_file() {
-        Ok(Input::Archive(ArchiveTree::open(path, opts)?))
+        Ok(Input::Archive(ArchiveTree::open(path, opts, parser)?))
     } else {
         Err(InputError::NotFileOrDir(path.to_path_buf()))
     }

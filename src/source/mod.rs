@@ -3,6 +3,10 @@
 //! The pipeline never touches the host filesystem directly. It asks a `Tree`
 //! for directory listings and file contents by path relative to the tree's
 //! root, so a directory and an archive can stand behind the same interface.
+//!
+//! This stage knows nothing of what a module holds: an archive, which is
+//! read once, hands each module's bytes to the caller's [`ModuleParser`]
+//! while they go by and keeps only the result.
 
 pub mod archive;
 pub mod dir;
@@ -13,16 +17,30 @@ pub mod stream;
 use std::io;
 use std::ops::Deref;
 
-use crate::module::{LoadError, ModuleMeta};
-
 pub use archive::{ArchiveOptions, ArchiveTree};
 pub use dir::DirTree;
-pub use input::{open_input, Input, InputError};
+pub use input::{open_input, Input, InputError, STDIN};
+
+/// What an archive does with each module file while it streams past: the
+/// bytes are gone afterwards, so whatever is needed of them is made here.
+pub trait ModuleParser: Sync {
+    /// What is kept of one module.
+    type Parsed: Send;
+    /// Largest module file accepted, in bytes; a larger one is not read
+    /// (and becomes [`ModuleParser::unread`]).
+    fn max_size(&self) -> u64;
+    /// Makes what is kept from a module file's bytes.
+    fn parse(&self, bytes: &[u8]) -> Self::Parsed;
+    /// What is kept of a module that could not be read, and why.
+    fn unread(&self, reason: String) -> Self::Parsed;
+}
 
 /// What a directory entry is, after following symlinks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind {
+    /// A regular file.
     File,
+    /// A directory.
     Dir,
     /// Devices, sockets, FIFOs and dangling links: never modules.
     Other,
@@ -31,13 +49,17 @@ pub enum EntryKind {
 /// One directory entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirEntry {
+    /// The entry's name (one path component).
     pub name: Vec<u8>,
+    /// What it is, after following symlinks.
     pub kind: EntryKind,
 }
 
 /// File contents: mapped from disk or held in memory.
 pub enum Contents {
+    /// A file mapped from disk.
     Mapped(memmap2::Mmap),
+    /// Bytes in memory.
     Owned(Vec<u8>),
 }
 
@@ -69,16 +91,6 @@ pub trait Tree: Sync {
 
     /// A human-readable name for `path`, for messages.
     fn display(&self, path: &[u8]) -> String;
-
-    /// What depmod needs from the module file at `path`. By default the file
-    /// is read and parsed on demand; a tree that streams its input (an
-    /// archive) can parse modules as they go by and return the stored result.
-    fn module_meta(&self, path: &[u8], decompress_limit: u64) -> ModuleMeta {
-        match self.read(path) {
-            Ok(bytes) => ModuleMeta::from_file_bytes(&bytes, decompress_limit),
-            Err(e) => ModuleMeta::failed(LoadError::Io(crate::util::io_reason(&e))),
-        }
-    }
 
     /// Size and SHA-256 of the file at `path` (following symlinks). A
     /// streaming tree computes them while its input goes by.

@@ -6,14 +6,15 @@ use std::io;
 use std::sync::Mutex;
 
 use super::{Contents, DirEntry, EntryKind, Tree};
-use crate::module::ModuleMeta;
 
+/// A tree that notes every file read through it.
 pub struct Recording<'a> {
     inner: &'a dyn Tree,
     used: Mutex<BTreeSet<Vec<u8>>>,
 }
 
 impl<'a> Recording<'a> {
+    /// Wraps `inner`.
     pub fn new(inner: &'a dyn Tree) -> Self {
         Recording {
             inner,
@@ -54,12 +55,6 @@ impl Tree for Recording<'_> {
 
     fn display(&self, path: &[u8]) -> String {
         self.inner.display(path)
-    }
-
-    fn module_meta(&self, path: &[u8], decompress_limit: u64) -> ModuleMeta {
-        // Discovery only asks for files it found, so the path exists.
-        self.note(path);
-        self.inner.module_meta(path, decompress_limit)
     }
 
     fn digest(&self, path: &[u8]) -> io::Result<(u64, [u8; 32])> {

@@ -12,30 +12,11 @@
 //! not check the crc format's checksums.
 
 use std::cell::Cell;
-use std::fmt;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-/// The compression around an archive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StreamCompression {
-    None,
-    Gzip,
-    Xz,
-    Zstd,
-}
-
-impl fmt::Display for StreamCompression {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            StreamCompression::None => "uncompressed",
-            StreamCompression::Gzip => "gzip",
-            StreamCompression::Xz => "xz",
-            StreamCompression::Zstd => "zstd",
-        })
-    }
-}
+use crate::compress::{Compression, MAGIC_LEN};
 
 /// The archive format inside the compression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +33,7 @@ pub enum ArchiveError {
     #[error("{}: not a tar (ustar, GNU, pax) or cpio (newc, crc) archive ({compression}){hint}", archive.display())]
     UnknownFormat {
         archive: PathBuf,
-        compression: StreamCompression,
+        compression: Compression,
         hint: &'static str,
     },
     #[error("{}: corrupt or truncated {what} at offset {offset}{}: {reason}", archive.display(), entry_suffix(entry))]
@@ -124,10 +105,11 @@ impl From<io::Error> for EntryError {
     }
 }
 
-/// Counts the bytes read through it and refuses to go past `limit`.
+/// Counts the bytes read through it and refuses to go past `limit`,
+/// flagging `exceeded` so that the error can be told from corruption.
 struct Capped<R> {
     inner: R,
-    count: Rc<Cell<u64>>,
+    count: u64,
     limit: u64,
     exceeded: Rc<Cell<bool>>,
 }
@@ -135,12 +117,12 @@ struct Capped<R> {
 impl<R: Read> Read for Capped<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        let total = self.count.get() + n as u64;
+        let total = self.count + n as u64;
         if total > self.limit {
             self.exceeded.set(true);
             return Err(io::Error::other("decompressed size limit exceeded"));
         }
-        self.count.set(total);
+        self.count = total;
         Ok(n)
     }
 }
@@ -158,35 +140,23 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(got)
 }
 
-/// Opens `path`, undoes its compression and returns the decompressed stream.
-pub fn decompressed(path: &Path) -> Result<(Box<dyn Read>, StreamCompression), ArchiveError> {
+/// Reads `source`'s first bytes, recognises its compression and returns
+/// the decompressed stream. `name` is what errors call the source.
+fn decompressed<'r>(
+    name: &Path,
+    mut source: impl Read + 'r,
+) -> Result<(Box<dyn Read + 'r>, Compression), ArchiveError> {
     let open_err = |source| ArchiveError::Open {
-        archive: path.to_path_buf(),
+        archive: name.to_path_buf(),
         source,
     };
-    let mut file = std::fs::File::open(path).map_err(open_err)?;
-    let mut magic = [0u8; 6];
-    let n = read_full(&mut file, &mut magic).map_err(open_err)?;
+    let mut magic = [0u8; MAGIC_LEN];
+    let n = read_full(&mut source, &mut magic).map_err(open_err)?;
     let head = io::Cursor::new(magic[..n].to_vec());
-    let raw = io::BufReader::with_capacity(1 << 16, head.chain(file));
-    let magic = &magic[..n];
-    Ok(if magic.starts_with(&[0x1f, 0x8b]) {
-        (
-            Box::new(flate2::read::MultiGzDecoder::new(raw)),
-            StreamCompression::Gzip,
-        )
-    } else if magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        (
-            Box::new(liblzma::read::XzDecoder::new_multi_decoder(raw)),
-            StreamCompression::Xz,
-        )
-    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        let mut dec = zstd::stream::read::Decoder::with_buffer(raw).map_err(open_err)?;
-        dec.window_log_max(31).map_err(open_err)?;
-        (Box::new(dec), StreamCompression::Zstd)
-    } else {
-        (Box::new(raw), StreamCompression::None)
-    })
+    let raw = io::BufReader::with_capacity(1 << 16, head.chain(source));
+    let compression = Compression::detect(&magic[..n]);
+    let stream = compression.decoder(raw).map_err(open_err)?;
+    Ok((stream, compression))
 }
 
 /// Calls `visit` for every entry of the archive at `path`, in archive order.
@@ -195,13 +165,28 @@ pub fn for_each_entry(
     path: &Path,
     limit: u64,
     visit: &mut dyn FnMut(RawEntry<'_>) -> Result<(), EntryError>,
-) -> Result<(ArchiveFormat, StreamCompression), ArchiveError> {
-    let (stream, compression) = decompressed(path)?;
-    let count = Rc::new(Cell::new(0u64));
+) -> Result<(ArchiveFormat, Compression), ArchiveError> {
+    let file = std::fs::File::open(path).map_err(|source| ArchiveError::Open {
+        archive: path.to_path_buf(),
+        source,
+    })?;
+    for_each_entry_in(path, file, limit, visit)
+}
+
+/// As [`for_each_entry`], reading the archive from `source` (such as
+/// standard input); `name` is what errors call it.
+pub fn for_each_entry_in(
+    name: &Path,
+    source: impl Read,
+    limit: u64,
+    visit: &mut dyn FnMut(RawEntry<'_>) -> Result<(), EntryError>,
+) -> Result<(ArchiveFormat, Compression), ArchiveError> {
+    let path = name;
+    let (stream, compression) = decompressed(path, source)?;
     let exceeded = Rc::new(Cell::new(false));
     let mut capped = Capped {
         inner: stream,
-        count: count.clone(),
+        count: 0,
         limit,
         exceeded: exceeded.clone(),
     };

@@ -129,7 +129,7 @@ fn config_errors_name_file_and_line() {
     .unwrap();
     let (run, _out) = build(tree.path(), &[]);
     assert!(run.status.success());
-    let lines = depmod_lines(&run.stderr);
+    let lines = build_lines(&run.stderr);
     assert!(lines.contains(&"depmod: ERROR: /etc/depmod.d/bad.conf:2: ignoring bad line starting with 'frobnicate'".to_string()), "{lines:?}");
     assert!(
         lines.contains(
@@ -204,7 +204,7 @@ fn strict_fails_without_writing_and_reports_json() {
     assert_ne!(mismatch["expected_crc"], mismatch["found_crc"]);
     // The English messages are depmod's, word for word.
     assert_eq!(
-        depmod_lines(&run.stderr)[2],
+        build_lines(&run.stderr)[2],
         "depmod: WARNING: /lib/modules/6.1.0-symvers/kernel/sv/sv_unknown.ko needs unknown symbol no_such_symbol"
     );
 }

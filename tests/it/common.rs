@@ -112,6 +112,24 @@ pub fn depmod_lines(stderr: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// The messages of a `kmodidx build` stderr capture, written back in
+/// depmod's form: `kmodidx: warning: X` as `depmod: WARNING: X` and
+/// `kmodidx: error: X` as `depmod: ERROR: X` (build's text after the
+/// prefix is kmod's, byte for byte).
+pub fn build_lines(stderr: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter_map(|l| {
+            if let Some(text) = l.strip_prefix("kmodidx: warning: ") {
+                Some(format!("depmod: WARNING: {text}"))
+            } else {
+                l.strip_prefix("kmodidx: error: ")
+                    .map(|text| format!("depmod: ERROR: {text}"))
+            }
+        })
+        .collect()
+}
+
 /// The kernel corpus: `../shared/corpus` beside the repository, or where
 /// `KMODIDX_CORPUS` points. `None`, said loudly, when it is absent.
 pub fn corpus_dir() -> Option<PathBuf> {

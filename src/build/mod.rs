@@ -1,0 +1,599 @@
+//! The whole hermetic build as library calls: [`build`] opens the input,
+//! finds the module directory, loads the configuration and symbol files,
+//! runs depmod and plans the output with its manifest, all in memory;
+//! [`write_to_path`] or [`write_to_stream`] then writes the result.
+//!
+//! Nothing here prints: messages come back as [`Diagnostic`]s, in
+//! [`Built::diagnostics`] or in the [`BuildError`], which also carries the
+//! kernel version when it was found.
+
+mod locate;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::depmod::config::{self, ConfigLocation};
+use crate::depmod::discover::{walk_modules, ModuleDir, Walked};
+use crate::depmod::kernel_symbols::{self, SymbolFileKind};
+use crate::depmod::{self, Compat, DepmodError, KernelSymbol, Request, SymbolOptions};
+use crate::diag::Diagnostic;
+use crate::index::files::IndexFile;
+use crate::layout::CONFIG_DIRS;
+use crate::module::{MetaParser, ModuleMeta, ModuleReader};
+use crate::output::manifest::{self, Manifest, ManifestFile, ManifestOptions, MANIFEST_NAME};
+use crate::output::write::{self, FileSource, OutputError, OutputFormat, Plan, PlannedFile};
+use crate::source::record::Recording;
+use crate::source::{join, open_input, ArchiveOptions, DirTree, EntryKind, Input, InputError, Tree};
+
+pub use locate::{locate, Located, LocateError};
+
+/// Size limits, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest module accepted, stored or decompressed.
+    pub max_module_size: u64,
+    /// Largest decompressed archive read.
+    pub max_input_size: u64,
+}
+
+impl Default for Limits {
+    /// 1 GiB per module, 16 GiB per archive.
+    fn default() -> Self {
+        Limits {
+            max_module_size: 1 << 30,
+            max_input_size: 16 << 30,
+        }
+    }
+}
+
+/// The kernel's own symbols, to check modules against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SymbolFile {
+    /// `Module.symvers` or `System.map`.
+    pub kind: SymbolFileKind,
+    /// Where it is: on the host, or (when no such host file exists) inside
+    /// the input.
+    pub path: PathBuf,
+}
+
+/// What to build, and how.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The kernel to index; needed when the input holds several.
+    pub kernel_version: Option<String>,
+    /// The module directory inside the input, such as `lib/modules`;
+    /// detected when `None` (see [`locate`]).
+    pub module_dir: Option<String>,
+    /// Which kmod release's output to reproduce.
+    pub compat: Compat,
+    /// Also copy the module tree into the output.
+    pub staged: bool,
+    /// Timestamp of every output entry.
+    pub mtime: u64,
+    /// Size limits.
+    pub limits: Limits,
+    /// depmod.d directories (or files) on the host, before the input's own.
+    pub config_dirs: Vec<PathBuf>,
+    /// Whether the depmod.d files inside the input apply.
+    pub input_config: bool,
+    /// The architecture's symbol prefix (`depmod -P`).
+    pub symbol_prefix: Option<u8>,
+    /// Check modules against the kernel's symbols (`depmod -e -E`/`-F`).
+    pub symbols: Option<SymbolFile>,
+    /// Fail with [`Failure::Strict`] when a module needs an unknown symbol,
+    /// disagrees about a CRC, or cannot be read.
+    pub strict: bool,
+    /// Hash every input file read, for the manifest's input digest. Without
+    /// it the digest is left empty and directory modules are read only in
+    /// the parts depmod parses.
+    pub input_digest: bool,
+    /// Where an archive's module bytes are kept for a staged output (an
+    /// anonymous file there); `None` keeps none, which suffices when the
+    /// output is not written (as for `verify`).
+    pub spill_dir: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            kernel_version: None,
+            module_dir: None,
+            compat: Compat::default(),
+            staged: false,
+            mtime: 0,
+            limits: Limits::default(),
+            config_dirs: Vec::new(),
+            input_config: true,
+            symbol_prefix: None,
+            symbols: None,
+            strict: false,
+            input_digest: true,
+            spill_dir: None,
+        }
+    }
+}
+
+/// A manifest's options that this kmodidx cannot rebuild with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestOptionsError {
+    /// An unknown `compat` value.
+    #[error("the manifest names an unknown compat mode {0:?}")]
+    Compat(String),
+    /// A `symbol_prefix` that is not one ASCII character.
+    #[error("the manifest's symbol_prefix {0:?} is not a single ASCII character")]
+    SymbolPrefix(String),
+}
+
+impl Options {
+    /// The options a manifest records, to rebuild what it describes.
+    pub fn from_manifest(m: &Manifest, limits: Limits) -> Result<Self, ManifestOptionsError> {
+        let compat = Compat::from_name(&m.options.compat)
+            .ok_or_else(|| ManifestOptionsError::Compat(m.options.compat.clone()))?;
+        let symbol_prefix = match m.options.symbol_prefix.as_deref() {
+            None => None,
+            Some(p) => Some(
+                single_ascii(p).ok_or_else(|| ManifestOptionsError::SymbolPrefix(p.into()))?,
+            ),
+        };
+        Ok(Options {
+            kernel_version: Some(m.kernel_version.clone()),
+            module_dir: Some(m.module_dir.clone()),
+            compat,
+            staged: m.options.staged,
+            mtime: m.options.mtime,
+            limits,
+            config_dirs: m.options.config_dirs.iter().map(PathBuf::from).collect(),
+            input_config: m.options.input_config,
+            symbol_prefix,
+            ..Options::default()
+        })
+    }
+}
+
+/// The byte of a one-character ASCII string.
+pub fn single_ascii(s: &str) -> Option<u8> {
+    match s.as_bytes() {
+        [b] if b.is_ascii() => Some(*b),
+        _ => None,
+    }
+}
+
+/// A finished build, in memory.
+pub struct Built {
+    /// The input path given.
+    pub from: PathBuf,
+    /// The opened input (staged output copies its module files).
+    pub input: Input<ModuleMeta>,
+    /// The kernel indexed.
+    pub kernel_version: String,
+    /// The module directory inside the input, such as `lib/modules`.
+    pub module_dir: String,
+    /// The index files, in kmod's order.
+    pub files: Vec<IndexFile>,
+    /// The module files indexed (paths in the input), in modules.dep order.
+    pub modules: Vec<Vec<u8>>,
+    /// Everything the output holds except the manifest.
+    pub plan: Plan,
+    /// The manifest describing the output.
+    pub manifest: Manifest,
+    /// Every message, in the order kmod would print them.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Why a build produced nothing. The messages gathered so far, and the
+/// kernel version once found, come along.
+#[derive(Debug, thiserror::Error)]
+#[error("{failure}")]
+pub struct BuildError {
+    /// What went wrong.
+    pub failure: Failure,
+    /// The kernel being indexed, when it was found.
+    pub kernel_version: Option<String>,
+    /// Every message up to the failure (including a cycle report).
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl BuildError {
+    /// Whether the failure is a problem found in the modules (a dependency
+    /// cycle, `--strict` findings) rather than a run that could not
+    /// complete.
+    pub fn is_module_problem(&self) -> bool {
+        matches!(
+            self.failure,
+            Failure::Strict { .. } | Failure::Depmod(DepmodError::Cycle { .. })
+        )
+    }
+}
+
+/// What went wrong in a build.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// The input could not be opened or read.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// No (single) kernel to index.
+    #[error(transparent)]
+    Locate(#[from] LocateError),
+    /// The symbol file could not be read.
+    #[error("{}: {reason}", path.display())]
+    SymbolFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// depmod could not produce an index (a cycle, ...).
+    #[error("{0}; nothing was written")]
+    Depmod(#[source] DepmodError),
+    /// An input file to copy or hash could not be read.
+    #[error("{path}: {reason}")]
+    Read {
+        /// The file, as the input names it.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// `strict` was set and modules have problems.
+    #[error("--strict: {count} problem(s) with modules or symbols; nothing was written")]
+    Strict {
+        /// How many diagnostics count against `strict`.
+        count: usize,
+    },
+}
+
+/// Runs the build: everything up to the bytes to write, in memory.
+pub fn build(from: &Path, opts: &Options) -> Result<Built, BuildError> {
+    let mut diagnostics = Vec::new();
+    let fail = |failure: Failure, version: Option<&str>, diagnostics: Vec<Diagnostic>| BuildError {
+        failure,
+        kernel_version: version.map(str::to_string),
+        diagnostics,
+    };
+    // Symbol files that are not on the host are looked up in the input,
+    // so an archive must keep them while it streams.
+    let symbols_in_input = opts.symbols.as_ref().filter(|s| !s.path.exists());
+    let archive_opts = ArchiveOptions {
+        max_input_size: opts.limits.max_input_size,
+        spill_dir: if opts.staged {
+            opts.spill_dir.clone()
+        } else {
+            None
+        },
+        keep: symbols_in_input.map(|s| input_path(&s.path)).into_iter().collect(),
+        ..ArchiveOptions::default()
+    };
+    let parser = MetaParser {
+        max_module_size: opts.limits.max_module_size,
+    };
+    let input = open_input(from, &archive_opts, &parser)
+        .map_err(|e| fail(e.into(), None, Vec::new()))?;
+    let tree = input.tree();
+    let Located {
+        module_dir,
+        kernel_version: version,
+    } = locate(tree, from, opts.module_dir.as_deref(), opts.kernel_version.as_deref())
+        .map_err(|e| fail(e.into(), None, Vec::new()))?;
+
+    let tree_path = join(&[module_dir.as_bytes(), version.as_bytes()]);
+    let recording = Recording::new(tree);
+    // Only --config files are read from the host, never modules.
+    let host = DirTree::new("/");
+    let host_config: Vec<Vec<u8>> = opts.config_dirs.iter().map(|d| host_path(d)).collect();
+    let mut locations: Vec<ConfigLocation<'_>> = host_config
+        .iter()
+        .zip(&opts.config_dirs)
+        .map(|(path, shown)| ConfigLocation {
+            tree: &host,
+            path: path.clone(),
+            display: shown.display().to_string(),
+        })
+        .collect();
+    if opts.input_config {
+        locations.extend(CONFIG_DIRS.iter().map(|dir| ConfigLocation {
+            tree: &recording,
+            path: dir.as_bytes().to_vec(),
+            display: format!("/{dir}"),
+        }));
+    }
+    let config = config::load(&locations, version.as_bytes(), &mut diagnostics);
+
+    let prefix = opts.symbol_prefix.unwrap_or(0);
+    let kernel_symbols = match &opts.symbols {
+        None => None,
+        Some(file) => match load_symbols(file, &recording, prefix, &mut diagnostics) {
+            Ok(symbols) => Some(symbols),
+            Err(failure) => return Err(fail(failure, Some(&version), diagnostics)),
+        },
+    };
+
+    let modules = ModuleReader::new(&input, opts.limits.max_module_size)
+        .hashing(opts.input_digest || opts.staged);
+    // External directories are image paths: look for them in the input.
+    let external_in_tree = |p: &[u8]| p.strip_prefix(b"/").map(<[u8]>::to_vec);
+    let request = Request {
+        tree: &recording,
+        modules: &modules,
+        module_dir: ModuleDir {
+            tree_path: tree_path.clone(),
+            kmod_path: [b"/", tree_path.as_slice()].concat(),
+        },
+        config,
+        compat: opts.compat,
+        symbols: SymbolOptions {
+            prefix,
+            check_crcs: matches!(&opts.symbols, Some(s) if s.kind == SymbolFileKind::Symvers),
+            report: kernel_symbols.is_some(),
+        },
+        kernel_symbols,
+        warn_duplicates: false,
+        external_in_tree: &external_in_tree,
+        explicit_modules: None,
+        text_only: false,
+    };
+    let outcome = match depmod::run(&request) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            diagnostics.extend_from_slice(e.diagnostics());
+            return Err(fail(Failure::Depmod(e), Some(&version), diagnostics));
+        }
+    };
+    diagnostics.extend(outcome.diagnostics.iter().cloned());
+    let count = diagnostics.iter().filter(|d| d.is_strict_finding()).count();
+    if opts.strict && count > 0 {
+        return Err(fail(Failure::Strict { count }, Some(&version), diagnostics));
+    }
+
+    let mut plan = Plan::default();
+    for file in &outcome.files {
+        let path = join(&[&tree_path, file.name.as_bytes()]);
+        plan.files.push(PlannedFile::bytes(path, file.bytes.clone()));
+    }
+    if opts.staged {
+        match staged_files(tree, &tree_path) {
+            Ok(staged) => plan.files.extend(staged),
+            Err(failure) => return Err(fail(failure, Some(&version), diagnostics)),
+        }
+    }
+    plan.sort();
+
+    let mut used = Vec::new();
+    if opts.input_digest {
+        used = recording.used();
+        used.extend(outcome.module_paths.iter().cloned());
+        used.sort();
+        used.dedup();
+    }
+    let digests = match used
+        .par_iter()
+        .map(|p| tree.digest(p).map(|(_, sha)| (p.clone(), sha)).map_err(|e| read_failure(tree, p, &e)))
+        .collect::<Result<Vec<_>, Failure>>()
+    {
+        Ok(digests) => digests,
+        Err(failure) => return Err(fail(failure, Some(&version), diagnostics)),
+    };
+    let manifest = Manifest {
+        schema: manifest::SCHEMA,
+        tool: format!("kmodidx {}", env!("CARGO_PKG_VERSION")),
+        kernel_version: version.clone(),
+        module_dir: module_dir.clone(),
+        options: ManifestOptions {
+            compat: opts.compat.name().to_string(),
+            staged: opts.staged,
+            mtime: opts.mtime,
+            input_config: opts.input_config,
+            config_dirs: opts
+                .config_dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect(),
+            symbol_prefix: opts.symbol_prefix.map(|b| char::from(b).to_string()),
+        },
+        input: manifest::input_digest(&digests),
+        files: plan
+            .files
+            .iter()
+            .map(|f| ManifestFile {
+                path: String::from_utf8_lossy(&f.path).into_owned(),
+                size: f.size,
+                mode: manifest::mode_text(f.mode),
+                sha256: crate::util::hex(&f.sha256),
+            })
+            .collect(),
+    };
+    Ok(Built {
+        from: from.to_path_buf(),
+        input,
+        kernel_version: version,
+        module_dir,
+        files: outcome.files,
+        modules: outcome.module_paths,
+        plan,
+        manifest,
+        diagnostics,
+    })
+}
+
+fn read_failure(tree: &dyn Tree, path: &[u8], e: &std::io::Error) -> Failure {
+    Failure::Read {
+        path: tree.display(path),
+        reason: crate::util::io_reason(e),
+    }
+}
+
+/// Reads and parses the kernel's symbol file: from the host if it exists
+/// there, else from the input.
+fn load_symbols(
+    file: &SymbolFile,
+    input: &dyn Tree,
+    prefix: u8,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<Vec<KernelSymbol>, Failure> {
+    let bytes = if file.path.exists() {
+        std::fs::read(&file.path).map_err(|e| Failure::SymbolFile {
+            path: file.path.clone(),
+            reason: crate::util::io_reason(&e),
+        })?
+    } else {
+        input
+            .read(&input_path(&file.path))
+            .map_err(|e| Failure::SymbolFile {
+                path: file.path.clone(),
+                reason: format!(
+                    "not on this machine, and not in the input ({})",
+                    crate::util::io_reason(&e)
+                ),
+            })?
+            .to_vec()
+    };
+    let shown = file.path.display().to_string();
+    Ok(kernel_symbols::parse(file.kind, &bytes, &shown, prefix, diags))
+}
+
+/// The module directory's own files and every module file under it, walked
+/// as discovery walks it, planned as copies.
+fn staged_files(tree: &dyn Tree, dir: &[u8]) -> Result<Vec<PlannedFile>, Failure> {
+    let mut paths = Vec::new();
+    for name in [
+        "modules.order",
+        "modules.builtin",
+        "modules.builtin.modinfo",
+    ] {
+        let p = join(&[dir, name.as_bytes()]);
+        if tree.kind(&p) == Some(EntryKind::File) {
+            paths.push(p);
+        }
+    }
+    let kmod_dir = [b"/", dir].concat();
+    walk_modules(tree, dir, &kmod_dir, &|_| false, &mut |walked| {
+        if let Walked::Module { tree_path, .. } = walked {
+            paths.push(tree_path);
+        }
+        true
+    });
+    paths
+        .par_iter()
+        .map(|p| {
+            let (size, sha256) = tree.digest(p).map_err(|e| read_failure(tree, p, &e))?;
+            Ok(PlannedFile {
+                path: p.clone(),
+                mode: if tree.executable(p) { 0o755 } else { 0o644 },
+                size,
+                sha256,
+                source: FileSource::Tree(p.clone()),
+            })
+        })
+        .collect()
+}
+
+/// A host path as a path inside the host tree rooted at `/`.
+fn host_path(p: &Path) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    abs.as_os_str()
+        .as_bytes()
+        .strip_prefix(b"/")
+        .unwrap_or_default()
+        .to_vec()
+}
+
+/// A path named by the user, as a path inside the input.
+fn input_path(p: &Path) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = p.as_os_str().as_bytes();
+    bytes.strip_prefix(b"/").unwrap_or(bytes).to_vec()
+}
+
+/// Where the manifest goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManifestPlace {
+    /// At the root of the output, as `kmodidx.manifest.json`.
+    InOutput,
+    /// In a file of its own.
+    At(PathBuf),
+    /// Nowhere.
+    Nowhere,
+}
+
+/// Why a built index could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The output would replace or write into the input.
+    #[error("{}: this is the input, or inside it; kmodidx build never modifies its input (use `kmodidx depmod` for in-place updates)", .0.display())]
+    IntoInput(PathBuf),
+    /// Writing failed.
+    #[error(transparent)]
+    Output(#[from] OutputError),
+}
+
+/// The plan with the manifest added when it goes into the output.
+fn final_plan(built: &Built, manifest: &ManifestPlace) -> Plan {
+    let mut plan = built.plan.clone();
+    if *manifest == ManifestPlace::InOutput {
+        plan.files.push(PlannedFile::bytes(
+            MANIFEST_NAME.as_bytes().to_vec(),
+            built.manifest.to_bytes(),
+        ));
+        plan.sort();
+    }
+    plan
+}
+
+fn write_manifest_file(built: &Built, manifest: &ManifestPlace) -> Result<(), WriteError> {
+    if let ManifestPlace::At(path) = manifest {
+        write::write_bytes_atomically(path, &built.manifest.to_bytes())?;
+    }
+    Ok(())
+}
+
+/// Writes `built` to `out` as `format`, and the manifest where asked.
+/// Refuses to replace the input or write into it.
+pub fn write_to_path(
+    built: &Built,
+    out: &Path,
+    format: OutputFormat,
+    manifest: &ManifestPlace,
+) -> Result<(), WriteError> {
+    if same_place(&built.from, out) {
+        return Err(WriteError::IntoInput(out.to_path_buf()));
+    }
+    if built.input.is_dir() && format == OutputFormat::Dir {
+        let rel = format!("{}/{}", built.module_dir, built.kernel_version);
+        if same_place(&built.from.join(&rel), &out.join(&rel)) {
+            return Err(WriteError::IntoInput(out.to_path_buf()));
+        }
+    }
+    let plan = final_plan(built, manifest);
+    write::write_output(&plan, built.input.tree(), format, out, built.manifest.options.mtime)?;
+    write_manifest_file(built, manifest)
+}
+
+/// Writes `built` as an archive of `format` to `w` (errors call it
+/// `name`), and the manifest where asked.
+pub fn write_to_stream(
+    built: &Built,
+    w: &mut dyn Write,
+    name: &Path,
+    format: OutputFormat,
+    manifest: &ManifestPlace,
+) -> Result<(), WriteError> {
+    let plan = final_plan(built, manifest);
+    write::write_archive(
+        &plan,
+        built.input.tree(),
+        format,
+        name,
+        built.manifest.options.mtime,
+        w,
+    )?;
+    write_manifest_file(built, manifest)
+}
+
+/// Whether two paths name the same existing file or directory.
+pub fn same_place(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}

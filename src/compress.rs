@@ -1,0 +1,75 @@
+//! The four compressions kmod and initramfs tools use (none, gzip, xz,
+//! zstd), recognised by their magic bytes, never by a file name.
+
+use std::fmt;
+use std::io::{self, Read};
+
+const ZSTD_MAGIC: &[u8] = &[0x28, 0xB5, 0x2F, 0xFD];
+const XZ_MAGIC: &[u8] = &[0xFD, b'7', b'z', b'X', b'Z', 0];
+const GZIP_MAGIC: &[u8] = &[0x1F, 0x8B];
+
+/// How many leading bytes [`Compression::detect`] needs.
+pub const MAGIC_LEN: usize = 6;
+
+/// A compression, of a module, an input archive or an output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Compression {
+    /// Not compressed.
+    None,
+    /// gzip (several members are read as one stream).
+    Gzip,
+    /// xz (several streams are read as one).
+    Xz,
+    /// zstd.
+    Zstd,
+}
+
+impl Compression {
+    /// The compression of data starting with `bytes`.
+    pub fn detect(bytes: &[u8]) -> Self {
+        if bytes.starts_with(ZSTD_MAGIC) {
+            Compression::Zstd
+        } else if bytes.starts_with(XZ_MAGIC) {
+            Compression::Xz
+        } else if bytes.starts_with(GZIP_MAGIC) {
+            Compression::Gzip
+        } else {
+            Compression::None
+        }
+    }
+
+    /// A short name: `plain`, `gzip`, `xz` or `zstd`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "plain",
+            Compression::Gzip => "gzip",
+            Compression::Xz => "xz",
+            Compression::Zstd => "zstd",
+        }
+    }
+
+    /// A streaming decoder of `source`. zstd frames may use windows up to
+    /// 2 GiB (`--long=31`), as `zstd -d` accepts with that option.
+    pub fn decoder<'r>(self, source: impl Read + 'r) -> io::Result<Box<dyn Read + 'r>> {
+        Ok(match self {
+            Compression::None => Box::new(source),
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(source)),
+            Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(source)),
+            Compression::Zstd => {
+                let mut dec =
+                    zstd::stream::read::Decoder::with_buffer(io::BufReader::new(source))?;
+                dec.window_log_max(31)?;
+                Box::new(dec)
+            }
+        })
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Compression::None => "uncompressed",
+            other => other.name(),
+        })
+    }
+}

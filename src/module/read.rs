@@ -1,0 +1,138 @@
+//! Reading modules out of an input: by path from a directory, or as parsed
+//! while an archive streamed past.
+
+use std::cell::RefCell;
+use std::io::Read;
+
+use sha2::{Digest, Sha256};
+
+use super::{LoadError, ModuleMeta};
+use crate::source::{ArchiveTree, DirTree, Input, ModuleParser, Tree};
+
+/// Where the depmod stage gets each module's metadata from.
+pub trait ModuleSource: Sync {
+    /// What depmod needs from the module file at `path` (a path of the
+    /// input tree). A module that cannot be read comes back as
+    /// [`ModuleMeta::failed`].
+    fn module_meta(&self, path: &[u8]) -> ModuleMeta;
+}
+
+/// Parses modules into [`ModuleMeta`] while an archive streams past.
+#[derive(Debug, Clone, Copy)]
+pub struct MetaParser {
+    /// Largest module accepted, stored or decompressed, in bytes.
+    pub max_module_size: u64,
+}
+
+impl ModuleParser for MetaParser {
+    type Parsed = ModuleMeta;
+
+    fn max_size(&self) -> u64 {
+        self.max_module_size
+    }
+
+    fn parse(&self, bytes: &[u8]) -> ModuleMeta {
+        ModuleMeta::from_file_bytes(bytes, self.max_module_size)
+    }
+
+    fn unread(&self, reason: String) -> ModuleMeta {
+        ModuleMeta::failed(LoadError::Io(reason))
+    }
+}
+
+/// Reads modules from an [`Input`], or from any [`Tree`].
+pub struct ModuleReader<'a> {
+    from: From<'a>,
+    max_module_size: u64,
+    hash: bool,
+}
+
+enum From<'a> {
+    Dir(&'a DirTree),
+    Archive(&'a ArchiveTree<ModuleMeta>),
+    Tree(&'a dyn Tree),
+}
+
+impl<'a> ModuleReader<'a> {
+    /// Reads modules of `input`, each at most `max_module_size` bytes
+    /// decompressed. Archive modules were parsed while it was opened (with
+    /// [`MetaParser`]).
+    pub fn new(input: &'a Input<ModuleMeta>, max_module_size: u64) -> Self {
+        match input {
+            Input::Dir(dir) => Self::dir(dir, max_module_size),
+            Input::Archive(archive) => ModuleReader {
+                from: From::Archive(archive),
+                max_module_size,
+                hash: false,
+            },
+        }
+    }
+
+    /// Reads modules of a directory tree.
+    pub fn dir(tree: &'a DirTree, max_module_size: u64) -> Self {
+        ModuleReader {
+            from: From::Dir(tree),
+            max_module_size,
+            hash: false,
+        }
+    }
+
+    /// Reads modules of any tree, whole, through [`Tree::read`].
+    pub fn tree(tree: &'a dyn Tree, max_module_size: u64) -> Self {
+        ModuleReader {
+            from: From::Tree(tree),
+            max_module_size,
+            hash: false,
+        }
+    }
+
+    /// Also hashes directory modules while their bytes are at hand, so
+    /// that [`Tree::digest`] needs no second read (off by default: without
+    /// it, only the parts of each module depmod parses are read).
+    pub fn hashing(mut self, on: bool) -> Self {
+        self.hash = on;
+        self
+    }
+
+    fn from_dir(&self, tree: &DirTree, path: &[u8]) -> ModuleMeta {
+        thread_local! {
+            // A reused buffer: cheaper than mapping thousands of small files.
+            static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        }
+        let limit = self.max_module_size;
+        let file = match tree.open(path) {
+            Ok(file) => file,
+            Err(e) => return ModuleMeta::failed(LoadError::Io(crate::util::io_reason(&e))),
+        };
+        BUFFER.with_borrow_mut(|buf| {
+            if !self.hash {
+                return match file.metadata() {
+                    Ok(meta) => ModuleMeta::from_file(&file, meta.len(), buf, limit),
+                    Err(e) => ModuleMeta::failed(LoadError::Io(crate::util::io_reason(&e))),
+                };
+            }
+            buf.clear();
+            if let Err(e) = (&file).read_to_end(buf) {
+                return ModuleMeta::failed(LoadError::Io(crate::util::io_reason(&e)));
+            }
+            tree.remember_digest(path, (buf.len() as u64, Sha256::digest(&buf[..]).into()));
+            ModuleMeta::from_file_bytes(buf, limit)
+        })
+    }
+}
+
+impl ModuleSource for ModuleReader<'_> {
+    fn module_meta(&self, path: &[u8]) -> ModuleMeta {
+        match &self.from {
+            From::Dir(tree) => self.from_dir(tree, path),
+            From::Archive(archive) => match archive.parsed(path) {
+                Ok(meta) => meta.clone(),
+                Err(e) => ModuleMeta::failed(LoadError::Io(crate::util::io_reason(&e))),
+            },
+            From::Tree(tree) => match tree.read(path) {
+                Ok(bytes) => ModuleMeta::from_file_bytes(&bytes, self.max_module_size),
+                Err(e) => ModuleMeta::failed(LoadError::Io(crate::util::io_reason(&e))),
+            },
+        }
+    }
+}
