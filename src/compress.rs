@@ -56,8 +56,7 @@ impl Compression {
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(source)),
             Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(source)),
             Compression::Zstd => {
-                let mut dec =
-                    zstd::stream::read::Decoder::with_buffer(io::BufReader::new(source))?;
+                let mut dec = zstd::stream::read::Decoder::with_buffer(io::BufReader::new(source))?;
                 dec.window_log_max(31)?;
                 Box::new(dec)
             }

@@ -25,9 +25,11 @@ use crate::module::{MetaParser, ModuleMeta, ModuleReader};
 use crate::output::manifest::{self, Manifest, ManifestFile, ManifestOptions, MANIFEST_NAME};
 use crate::output::write::{self, FileSource, OutputError, OutputFormat, Plan, PlannedFile};
 use crate::source::record::Recording;
-use crate::source::{join, open_input, ArchiveOptions, DirTree, EntryKind, Input, InputError, Tree};
+use crate::source::{
+    join, open_input, ArchiveOptions, DirTree, EntryKind, Input, InputError, Tree,
+};
 
-pub use locate::{locate, Located, LocateError};
+pub use locate::{locate, LocateError, Located};
 
 /// Size limits, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,9 +135,9 @@ impl Options {
             .ok_or_else(|| ManifestOptionsError::Compat(m.options.compat.clone()))?;
         let symbol_prefix = match m.options.symbol_prefix.as_deref() {
             None => None,
-            Some(p) => Some(
-                single_ascii(p).ok_or_else(|| ManifestOptionsError::SymbolPrefix(p.into()))?,
-            ),
+            Some(p) => {
+                Some(single_ascii(p).ok_or_else(|| ManifestOptionsError::SymbolPrefix(p.into()))?)
+            }
         };
         Ok(Options {
             kernel_version: Some(m.kernel_version.clone()),
@@ -187,8 +189,9 @@ pub struct Built {
 #[derive(Debug, thiserror::Error)]
 #[error("{failure}")]
 pub struct BuildError {
-    /// What went wrong.
-    pub failure: Failure,
+    /// What went wrong (boxed: a failure can be large, a result should
+    /// not be).
+    pub failure: Box<Failure>,
     /// The kernel being indexed, when it was found.
     pub kernel_version: Option<String>,
     /// Every message up to the failure (including a cycle report).
@@ -201,7 +204,7 @@ impl BuildError {
     /// complete.
     pub fn is_module_problem(&self) -> bool {
         matches!(
-            self.failure,
+            *self.failure,
             Failure::Strict { .. } | Failure::Depmod(DepmodError::Cycle { .. })
         )
     }
@@ -247,7 +250,7 @@ pub enum Failure {
 pub fn build(from: &Path, opts: &Options) -> Result<Built, BuildError> {
     let mut diagnostics = Vec::new();
     let fail = |failure: Failure, version: Option<&str>, diagnostics: Vec<Diagnostic>| BuildError {
-        failure,
+        failure: Box::new(failure),
         kernel_version: version.map(str::to_string),
         diagnostics,
     };
@@ -261,20 +264,28 @@ pub fn build(from: &Path, opts: &Options) -> Result<Built, BuildError> {
         } else {
             None
         },
-        keep: symbols_in_input.map(|s| input_path(&s.path)).into_iter().collect(),
+        keep: symbols_in_input
+            .map(|s| input_path(&s.path))
+            .into_iter()
+            .collect(),
         ..ArchiveOptions::default()
     };
     let parser = MetaParser {
         max_module_size: opts.limits.max_module_size,
     };
-    let input = open_input(from, &archive_opts, &parser)
-        .map_err(|e| fail(e.into(), None, Vec::new()))?;
+    let input =
+        open_input(from, &archive_opts, &parser).map_err(|e| fail(e.into(), None, Vec::new()))?;
     let tree = input.tree();
     let Located {
         module_dir,
         kernel_version: version,
-    } = locate(tree, from, opts.module_dir.as_deref(), opts.kernel_version.as_deref())
-        .map_err(|e| fail(e.into(), None, Vec::new()))?;
+    } = locate(
+        tree,
+        from,
+        opts.module_dir.as_deref(),
+        opts.kernel_version.as_deref(),
+    )
+    .map_err(|e| fail(e.into(), None, Vec::new()))?;
 
     let tree_path = join(&[module_dir.as_bytes(), version.as_bytes()]);
     let recording = Recording::new(tree);
@@ -348,7 +359,8 @@ pub fn build(from: &Path, opts: &Options) -> Result<Built, BuildError> {
     let mut plan = Plan::default();
     for file in &outcome.files {
         let path = join(&[&tree_path, file.name.as_bytes()]);
-        plan.files.push(PlannedFile::bytes(path, file.bytes.clone()));
+        plan.files
+            .push(PlannedFile::bytes(path, file.bytes.clone()));
     }
     if opts.staged {
         match staged_files(tree, &tree_path) {
@@ -367,7 +379,11 @@ pub fn build(from: &Path, opts: &Options) -> Result<Built, BuildError> {
     }
     let digests = match used
         .par_iter()
-        .map(|p| tree.digest(p).map(|(_, sha)| (p.clone(), sha)).map_err(|e| read_failure(tree, p, &e)))
+        .map(|p| {
+            tree.digest(p)
+                .map(|(_, sha)| (p.clone(), sha))
+                .map_err(|e| read_failure(tree, p, &e))
+        })
         .collect::<Result<Vec<_>, Failure>>()
     {
         Ok(digests) => digests,
@@ -448,7 +464,9 @@ fn load_symbols(
             .to_vec()
     };
     let shown = file.path.display().to_string();
-    Ok(kernel_symbols::parse(file.kind, &bytes, &shown, prefix, diags))
+    Ok(kernel_symbols::parse(
+        file.kind, &bytes, &shown, prefix, diags,
+    ))
 }
 
 /// The module directory's own files and every module file under it, walked
@@ -565,7 +583,13 @@ pub fn write_to_path(
         }
     }
     let plan = final_plan(built, manifest);
-    write::write_output(&plan, built.input.tree(), format, out, built.manifest.options.mtime)?;
+    write::write_output(
+        &plan,
+        built.input.tree(),
+        format,
+        out,
+        built.manifest.options.mtime,
+    )?;
     write_manifest_file(built, manifest)
 }
 

@@ -197,9 +197,14 @@ enum Target<'a> {
 
 fn target(args: &BuildArgs) -> Result<Target<'_>, String> {
     if args.out.as_os_str() == STDIO {
-        let format = args.format.unwrap_or(OutputFormat::Tar(write::Compression::None));
+        let format = args
+            .format
+            .unwrap_or(OutputFormat::Tar(write::Compression::None));
         if format == OutputFormat::Dir {
-            return Err("--out - writes an archive to standard output; --format dir needs a directory name".into());
+            return Err(
+                "--out - writes an archive to standard output; --format dir needs a directory name"
+                    .into(),
+            );
         }
         if std::io::stdout().is_terminal() {
             return Err("--out - would write an archive to a terminal; redirect standard output to a file or a pipe".into());
@@ -332,7 +337,7 @@ pub fn run(args: &BuildArgs) -> u8 {
 fn failed(args: &BuildArgs, e: &BuildError, verbosity: Verbosity) -> u8 {
     print_kmodidx(&e.diagnostics, verbosity);
     if let Some(path) = &args.checks.report {
-        let status = match e.failure {
+        let status = match *e.failure {
             Failure::Strict { .. } => Status::StrictFailure,
             _ => Status::Failed,
         };

@@ -454,7 +454,11 @@ fn run_with(mut s: Settings, operands: Vec<OsString>, compat: Compat) -> i32 {
     }
 
     if s.show {
-        let text: Vec<u8> = outcome.files.iter().flat_map(|f| f.bytes.iter().copied()).collect();
+        let text: Vec<u8> = outcome
+            .files
+            .iter()
+            .flat_map(|f| f.bytes.iter().copied())
+            .collect();
         return out(&text, 0);
     }
     let out_dir = Path::new(std::ffi::OsStr::from_bytes(&outdirname));
@@ -484,7 +488,9 @@ fn load_kernel_symbols(
             reason: io_reason(&e),
         })
     })?;
-    Ok(Some(kernel_symbols::parse(*kind, &text, &name, s.prefix, diags)))
+    Ok(Some(kernel_symbols::parse(
+        *kind, &text, &name, s.prefix, diags,
+    )))
 }
 
 /// depmod's `FILES...` mode: each file must be an absolute path to an
@@ -511,7 +517,9 @@ fn explicit_modules(
         let name = modname(file_name);
         if let Some(existing) = found.iter().find(|f| f.name == name) {
             if existing.kmod_path == *path {
-                diags.push(Diagnostic::error(Kind::OperandRepeated { name: lossy(&name) }));
+                diags.push(Diagnostic::error(Kind::OperandRepeated {
+                    name: lossy(&name),
+                }));
                 return Err(Diagnostic::critical(Kind::OperandNotAdded { path: shown }));
             }
             diags.push(Diagnostic::error(Kind::ModuleNameTaken {
@@ -561,12 +569,18 @@ fn index_up_to_date(dirname: &[u8], diags: &mut Vec<Diagnostic>) -> bool {
     let host = DirTree::new("/");
     let tree_dir = dirname.strip_prefix(b"/").unwrap_or(dirname);
     // The walk ends (returns false) at the first newer module.
-    walk_modules(&host, tree_dir, dirname, &|_| false, &mut |walked| match walked {
-        Walked::Module { tree_path, .. } => !host
-            .host_path(&tree_path)
-            .and_then(fs::metadata)
-            .and_then(|m| m.modified())
-            .is_ok_and(|m| m > dep_mtime),
-        _ => true,
-    })
+    walk_modules(
+        &host,
+        tree_dir,
+        dirname,
+        &|_| false,
+        &mut |walked| match walked {
+            Walked::Module { tree_path, .. } => !host
+                .host_path(&tree_path)
+                .and_then(fs::metadata)
+                .and_then(|m| m.modified())
+                .is_ok_and(|m| m > dep_mtime),
+            _ => true,
+        },
+    )
 }

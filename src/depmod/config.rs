@@ -21,6 +21,7 @@ pub enum Search {
 /// The parsed configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Config {
+    /// `search` entries, the last directive first.
     pub searches: Vec<Search>,
     /// `subdir/modname` of each matching `override` (no extension).
     pub overrides: Vec<Vec<u8>>,
@@ -181,6 +182,7 @@ fn kernel_matches(pattern: &[u8], kernel_version: &[u8]) -> bool {
 /// A place depmod.d files are read from: a directory (or single file) in
 /// some tree, named in messages as kmod would name it.
 pub struct ConfigLocation<'a> {
+    /// The tree the files are read from.
     pub tree: &'a dyn Tree,
     /// Path inside `tree`.
     pub path: Vec<u8>,

@@ -181,9 +181,10 @@ impl Walker<'_> {
                     }))
                 }
                 Walked::Special { kmod_path } => {
-                    self.diags.push(Diagnostic::error(Kind::UnsupportedFileType {
-                        path: lossy(&kmod_path),
-                    }))
+                    self.diags
+                        .push(Diagnostic::error(Kind::UnsupportedFileType {
+                            path: lossy(&kmod_path),
+                        }))
                 }
             }
             true

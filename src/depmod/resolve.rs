@@ -10,9 +10,11 @@ use crate::module::ModuleMeta;
 
 /// A module ready for resolution, already in output order.
 pub struct LoadedModule {
+    /// Module name.
     pub name: Vec<u8>,
     /// The path used in messages.
     pub display_path: String,
+    /// What its file holds.
     pub meta: ModuleMeta,
 }
 
@@ -30,7 +32,9 @@ pub struct SymbolOptions {
 /// A kernel-provided symbol, from Module.symvers or System.map.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelSymbol {
+    /// Symbol name.
     pub name: Vec<u8>,
+    /// CRC (0 from System.map).
     pub crc: u64,
     /// Fake symbols are added with kmod's prefix already removed.
     pub prefix_removed: bool,
@@ -56,6 +60,7 @@ pub struct CycleError {
     pub report: Vec<Diagnostic>,
 }
 
+/// Builds the symbol table, every module's dependencies and their load order; reports unknown symbols and CRC mismatches as `opts` asks, and fails with kmod's report on a cycle.
 pub fn resolve(
     modules: &[LoadedModule],
     kernel: Option<&[KernelSymbol]>,
@@ -346,7 +351,9 @@ fn report_cycles(
             // it), or walk a loop that excludes the root forever; stop with
             // an explanation instead.
             if stack.len() + direct[m].len() > stack_capacity || vertices[v].depth > n {
-                report.push(Diagnostic::error(Kind::CyclesTooTangled { module: name(m) }));
+                report.push(Diagnostic::error(Kind::CyclesTooTangled {
+                    module: name(m),
+                }));
                 return report;
             }
             for &dep in &direct[m] {

@@ -9,20 +9,26 @@ use crate::util::{c_string, fgets_chunks, scan_unsigned};
 /// Why an index could not be encoded.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
+    /// A key byte outside 7-bit ASCII.
     #[error(transparent)]
     NonAscii(#[from] NonAsciiKey),
+    /// An index beyond the format's size limit.
     #[error(transparent)]
     TooLarge(#[from] IndexTooLarge),
 }
 
 /// One module as the index files need it, in output order.
 pub struct IndexedModule {
+    /// Module name.
     pub name: Vec<u8>,
     /// Path written to modules.dep: relative to the module directory, or
     /// absolute for modules outside it.
     pub path: Vec<u8>,
+    /// `alias=` values of its modinfo.
     pub aliases: Vec<Vec<u8>>,
+    /// `softdep=` values.
     pub softdeps: Vec<Vec<u8>>,
+    /// `weakdep=` values.
     pub weakdeps: Vec<Vec<u8>>,
     /// All dependencies, as indexes into the module list, in load order.
     pub dependencies: Vec<usize>,
@@ -30,16 +36,20 @@ pub struct IndexedModule {
 
 /// Inputs read from the module directory as they are.
 pub struct BuiltinInputs<'a> {
+    /// modules.builtin, if present.
     pub builtin: Option<&'a [u8]>,
+    /// modules.builtin.modinfo, if present.
     pub builtin_modinfo: Option<&'a [u8]>,
 }
 
 /// Format choices that differ between kmod releases, plus `-w`.
 #[derive(Debug, Clone, Copy)]
 pub struct FileOptions {
+    /// Trie layout (kmod 34 or older).
     pub layout: Layout,
     /// kmod 33+ writes modules.weakdep.
     pub weakdep: bool,
+    /// `-w`: warn about duplicate index entries.
     pub warn_duplicates: bool,
     /// Only the text files (`depmod -n`); the binary ones are not rendered.
     pub text_only: bool,
@@ -48,7 +58,9 @@ pub struct FileOptions {
 /// One output file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexFile {
+    /// File name, such as `modules.dep.bin`.
     pub name: &'static str,
+    /// Its contents.
     pub bytes: Vec<u8>,
 }
 
@@ -182,8 +194,7 @@ fn deps_bin(
     let mut trie = Trie::new();
     for (idx, m) in modules.iter().enumerate() {
         let line = dep_line(modules, m);
-        if insert(&mut trie, (&m.name, &line), idx as u32, &m.name, diags)?
-            && opts.warn_duplicates
+        if insert(&mut trie, (&m.name, &line), idx as u32, &m.name, diags)? && opts.warn_duplicates
         {
             diags.push(Diagnostic::warning(Kind::DuplicateDeps {
                 module: lossy(&m.name),
@@ -302,8 +313,13 @@ fn symbols_bin(
         let mut key = b"symbol:".to_vec();
         key.extend_from_slice(name);
         let owner_name = &modules[*owner].name;
-        if insert(&mut trie, (&key, owner_name), *owner as u32, owner_name, diags)?
-            && opts.warn_duplicates
+        if insert(
+            &mut trie,
+            (&key, owner_name),
+            *owner as u32,
+            owner_name,
+            diags,
+        )? && opts.warn_duplicates
         {
             diags.push(Diagnostic::warning(Kind::DuplicateSymbol {
                 module: lossy(owner_name),
@@ -330,7 +346,9 @@ fn builtin_bin(
     for chunk in fgets_chunks(text, 4096) {
         let line = c_string(chunk);
         if !line.first().is_some_and(u8::is_ascii_alphabetic) {
-            diags.push(Diagnostic::error(Kind::BadBuiltinLine { line: lossy(line) }));
+            diags.push(Diagnostic::error(Kind::BadBuiltinLine {
+                line: lossy(line),
+            }));
             continue;
         }
         let base = &line[line.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1)..];

@@ -35,6 +35,7 @@ pub enum Layout {
 /// a key cannot be stored (kmod itself indexes out of bounds).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NonAsciiKey {
+    /// The key.
     pub key: Vec<u8>,
 }
 
@@ -54,6 +55,7 @@ impl std::error::Error for NonAsciiKey {}
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("index of {bytes} bytes exceeds the format's 256 MiB limit")]
 pub struct IndexTooLarge {
+    /// Size the index would have.
     pub bytes: u64,
 }
 
@@ -78,6 +80,7 @@ impl Default for Trie {
 }
 
 impl Trie {
+    /// An empty trie.
     pub fn new() -> Self {
         Trie {
             nodes: vec![Node::default()],

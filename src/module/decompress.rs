@@ -7,13 +7,22 @@ use std::io::Read;
 /// Why a module's payload could not be decompressed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DecompressError {
+    /// The data cannot be decoded.
     #[error("{format} data is corrupt: {reason}")]
     Corrupt {
+        /// The compression.
         format: &'static str,
+        /// The decoder's complaint.
         reason: String,
     },
+    /// The decompressed data exceeds the limit (bytes).
     #[error("decompressed {format} data exceeds the limit of {limit} bytes")]
-    TooLarge { format: &'static str, limit: u64 },
+    TooLarge {
+        /// The compression.
+        format: &'static str,
+        /// The limit, in bytes.
+        limit: u64,
+    },
 }
 
 pub use crate::compress::Compression;

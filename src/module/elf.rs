@@ -33,7 +33,9 @@ pub type ModinfoEntry<'a> = (&'a [u8], &'a [u8]);
 /// A symbol the module exports, with its CRC (0 when it has none).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Export<'a> {
+    /// Symbol name.
     pub name: &'a [u8],
+    /// CRC.
     pub crc: u64,
     /// For a `__crc_` symbol with an empty name: the string that follows it in
     /// `.strtab`. kmod strips a NUL "prefix" from such a name and so reads on
@@ -44,8 +46,11 @@ pub struct Export<'a> {
 /// A symbol the module needs, with the CRC it was built against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Import<'a> {
+    /// Symbol name.
     pub name: &'a [u8],
+    /// CRC the module was built against.
     pub crc: u64,
+    /// A weak reference: no dependency when unresolved.
     pub weak: bool,
 }
 

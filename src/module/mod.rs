@@ -11,12 +11,16 @@ pub use read::{MetaParser, ModuleReader, ModuleSource};
 /// Why a module's symbols could not be read.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LoadError {
+    /// The file could not be read (the reason).
     #[error("{0}")]
     Io(String),
+    /// Fewer bytes than any module has.
     #[error("file is too short to be a module")]
     TooShort,
+    /// The compression is broken.
     #[error(transparent)]
     Decompress(#[from] DecompressError),
+    /// The ELF image is malformed.
     #[error(transparent)]
     Elf(#[from] ElfError),
 }
@@ -39,7 +43,9 @@ fn coalesce(mut ranges: Vec<elf::FileRange>) -> Vec<elf::FileRange> {
 /// An exported symbol, owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Export {
+    /// Symbol name.
     pub name: Vec<u8>,
+    /// CRC (0 when there is none).
     pub crc: u64,
     /// See [`elf::Export::name_after_empty`].
     pub name_after_empty: Option<Vec<u8>>,
@@ -63,6 +69,7 @@ struct ImportEntry {
 }
 
 impl Imports {
+    /// Appends a needed symbol.
     pub fn push(&mut self, name: &[u8], crc: u64, weak: bool) {
         self.names.extend_from_slice(name);
         self.entries.push(ImportEntry {
@@ -72,6 +79,7 @@ impl Imports {
         });
     }
 
+    /// The needed symbols, in order.
     pub fn iter(&self) -> impl Iterator<Item = elf::Import<'_>> {
         let mut start = 0;
         self.entries.iter().map(move |e| {
@@ -84,7 +92,6 @@ impl Imports {
             }
         })
     }
-
 }
 
 /// Everything depmod uses from one module, extracted so the (possibly large,
@@ -93,8 +100,11 @@ impl Imports {
 pub struct ModuleMeta {
     /// `Err` is reported unless it only means "no export table".
     pub exports: Option<Result<Vec<Export>, LoadError>>,
+    /// `alias=` values of its modinfo.
     pub aliases: Vec<Vec<u8>>,
+    /// `softdep=` values.
     pub softdeps: Vec<Vec<u8>>,
+    /// `weakdep=` values.
     pub weakdeps: Vec<Vec<u8>>,
     /// `None` when the symbol table could not be read: the module then has
     /// no dependencies, as with kmod.

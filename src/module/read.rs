@@ -94,7 +94,7 @@ impl<'a> ModuleReader<'a> {
         self
     }
 
-    fn from_dir(&self, tree: &DirTree, path: &[u8]) -> ModuleMeta {
+    fn read_dir_module(&self, tree: &DirTree, path: &[u8]) -> ModuleMeta {
         thread_local! {
             // A reused buffer: cheaper than mapping thousands of small files.
             static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -124,7 +124,7 @@ impl<'a> ModuleReader<'a> {
 impl ModuleSource for ModuleReader<'_> {
     fn module_meta(&self, path: &[u8]) -> ModuleMeta {
         match &self.from {
-            From::Dir(tree) => self.from_dir(tree, path),
+            From::Dir(tree) => self.read_dir_module(tree, path),
             From::Archive(archive) => match archive.parsed(path) {
                 Ok(meta) => meta.clone(),
                 Err(e) => ModuleMeta::failed(LoadError::Io(crate::util::io_reason(&e))),

@@ -10,6 +10,7 @@ pub const MANIFEST_NAME: &str = "kmodidx.manifest.json";
 /// The schema version this kmodidx writes and understands.
 pub const SCHEMA: u32 = 1;
 
+/// What an output holds and what it was made from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
@@ -17,10 +18,13 @@ pub struct Manifest {
     pub schema: u32,
     /// `kmodidx <version>`.
     pub tool: String,
+    /// The kernel indexed.
     pub kernel_version: String,
     /// Module directory inside the tree, such as `lib/modules`.
     pub module_dir: String,
+    /// The options that shaped the output.
     pub options: ManifestOptions,
+    /// The inputs read.
     pub input: InputDigest,
     /// Every regular file of the output except the manifest, sorted by path
     /// bytes.
@@ -63,11 +67,13 @@ pub struct InputDigest {
     pub files: usize,
 }
 
+/// One file of the output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManifestFile {
     /// Path relative to the output root, `/`-separated.
     pub path: String,
+    /// Size in bytes.
     pub size: u64,
     /// Octal permission bits, such as `0644`.
     pub mode: String,
@@ -78,10 +84,15 @@ pub struct ManifestFile {
 /// Why a manifest could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
+    /// Not JSON, or not the manifest's shape.
     #[error("not valid manifest JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// Another schema version.
     #[error("manifest schema {found} is not supported (this kmodidx reads schema {SCHEMA})")]
-    Schema { found: u32 },
+    Schema {
+        /// The version found.
+        found: u32,
+    },
 }
 
 impl Manifest {
@@ -92,6 +103,7 @@ impl Manifest {
         out
     }
 
+    /// Reads a manifest, checking its schema version first.
     pub fn from_bytes(bytes: &[u8]) -> Result<Manifest, ManifestError> {
         #[derive(Deserialize)]
         struct Probe {

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::manifest::{mode_text, Manifest, ManifestError, MANIFEST_NAME};
-use crate::util::hex;
 use crate::source::stream::{self, ArchiveError, EntryError, RawEntry, RawKind};
+use crate::util::hex;
 
 /// What an output actually holds.
 #[derive(Debug, Default)]
@@ -27,15 +27,26 @@ pub struct Scan {
 /// Why an output could not be scanned.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
+    /// A file could not be read (the path and why).
     #[error("{}: {}", path.display(), crate::util::io_reason(source))]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The archive could not be read.
     #[error(transparent)]
     Archive(#[from] ArchiveError),
+    /// The manifest is not valid.
     #[error("{}: {source}", path.display())]
     Manifest {
+        /// Where it was read from.
         path: PathBuf,
+        /// Why it is not valid.
         source: ManifestError,
     },
+    /// No manifest in the output, and none given.
     #[error("{}: no {MANIFEST_NAME} at its root (give one with --manifest)", .0.display())]
     NoManifest(PathBuf),
 }
@@ -191,7 +202,9 @@ pub fn load_manifest(
 /// One difference between a manifest and an output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// The file concerned.
     pub path: String,
+    /// What is wrong with it.
     pub what: String,
 }
 

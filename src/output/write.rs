@@ -112,8 +112,8 @@ pub const FORMAT_NAMES: [&str; 9] = [
 /// Name endings that select an archive form, longest first where one ends
 /// another (`.tar.gz` before `.gz` would matter).
 const SUFFIXES: [&str; 11] = [
-    "tar.gz", "tgz", "tar.xz", "txz", "tar.zst", "tzst", "tar", "cpio.gz", "cpio.xz",
-    "cpio.zst", "cpio",
+    "tar.gz", "tgz", "tar.xz", "txz", "tar.zst", "tzst", "tar", "cpio.gz", "cpio.xz", "cpio.zst",
+    "cpio",
 ];
 
 /// An output name ending in something that is not a known form.
@@ -329,9 +329,9 @@ pub fn write_output(
 ) -> Result<(), OutputError> {
     match format {
         OutputFormat::Dir => write_dir(plan, tree, out, mtime),
-        OutputFormat::Tar(_) | OutputFormat::Cpio(_) => write_file_atomically(out, |w| {
-            write_archive(plan, tree, format, out, mtime, w)
-        }),
+        OutputFormat::Tar(_) | OutputFormat::Cpio(_) => {
+            write_file_atomically(out, |w| write_archive(plan, tree, format, out, mtime, w))
+        }
     }
 }
 
@@ -639,7 +639,9 @@ fn write_new_dir(plan: &Plan, tree: &dyn Tree, out: &Path, mtime: u64) -> Result
     for item in items(plan) {
         let (path, shown) = (host(temp.path(), item.path()), host(out, item.path()));
         match item {
-            Item::Dir(_) => fs::create_dir(&path).map_err(io_err("cannot create directory", &shown))?,
+            Item::Dir(_) => {
+                fs::create_dir(&path).map_err(io_err("cannot create directory", &shown))?
+            }
             Item::File(f) => {
                 let data = contents(out, tree, f)?;
                 let file = fs::OpenOptions::new()
@@ -674,7 +676,9 @@ fn write_plain(
     mode: u32,
     mtime: u64,
 ) -> Result<(), OutputError> {
-    (&*file).write_all(data).map_err(io_err("cannot write", shown))?;
+    (&*file)
+        .write_all(data)
+        .map_err(io_err("cannot write", shown))?;
     set_file_mode(file, mode).map_err(io_err("cannot set permissions of", shown))?;
     set_mtime(file, mtime).map_err(io_err("cannot set the time of", shown))
 }
@@ -706,7 +710,7 @@ pub fn stage_file(
     mtime: Option<u64>,
 ) -> Result<Staged, OutputError> {
     let temp = temp_file_beside(path).map_err(io_err("cannot create", path))?;
-    (&*temp.as_file())
+    temp.as_file()
         .write_all(data)
         .map_err(io_err("cannot write", path))?;
     set_file_mode(temp.as_file(), mode).map_err(io_err("cannot set permissions of", path))?;

@@ -148,9 +148,9 @@ fn under(path: &[u8], dir: &str) -> bool {
 /// Whether a canonical path lies below a kernel's directory in one of the
 /// module directories (`lib/modules/<version>/...`).
 fn in_module_dir(path: &[u8]) -> bool {
-    MODULE_DIRS.iter().any(|d| {
-        under(path, d) && path[d.len() + 1..].contains(&b'/')
-    })
+    MODULE_DIRS
+        .iter()
+        .any(|d| under(path, d) && path[d.len() + 1..].contains(&b'/'))
 }
 
 fn in_config_dir(path: &[u8]) -> bool {

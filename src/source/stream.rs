@@ -21,37 +21,65 @@ use crate::compress::{Compression, MAGIC_LEN};
 /// The archive format inside the compression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArchiveFormat {
+    /// tar (ustar, GNU, pax).
     Tar,
+    /// cpio (newc, crc).
     Cpio,
 }
 
 /// Why an archive could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
+    /// The archive could not be opened or read (which, and why).
     #[error("{}: {}", archive.display(), crate::util::io_reason(source))]
-    Open { archive: PathBuf, source: io::Error },
+    Open {
+        /// The archive.
+        archive: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// Neither tar nor cpio.
     #[error("{}: not a tar (ustar, GNU, pax) or cpio (newc, crc) archive ({compression}){hint}", archive.display())]
     UnknownFormat {
+        /// The archive.
         archive: PathBuf,
+        /// Its compression.
         compression: Compression,
+        /// A hint about what it is instead.
         hint: &'static str,
     },
+    /// Malformed or cut short.
     #[error("{}: corrupt or truncated {what} at offset {offset}{}: {reason}", archive.display(), entry_suffix(entry))]
     Corrupt {
+        /// The archive.
         archive: PathBuf,
+        /// What was being read.
         what: String,
         /// Offset in the decompressed stream.
         offset: u64,
+        /// The entry, when known.
         entry: Option<String>,
+        /// Why.
         reason: String,
     },
+    /// The decompressed stream exceeds the limit (bytes).
     #[error("{}: the decompressed archive exceeds the limit of {limit} bytes (raise it with --max-input-size MIB)", archive.display())]
-    TooLarge { archive: PathBuf, limit: u64 },
+    TooLarge {
+        /// The archive.
+        archive: PathBuf,
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// An entry kmodidx refuses (a `..` name, a sparse file).
     #[error("{}: entry `{entry}` at offset {offset}: {reason}", archive.display())]
     Rejected {
+        /// The archive.
         archive: PathBuf,
+        /// The entry.
         entry: String,
+        /// Offset of its header in the decompressed stream.
         offset: u64,
+        /// Why.
         reason: String,
     },
 }
@@ -66,7 +94,9 @@ fn entry_suffix(entry: &Option<String>) -> String {
 /// What an archive entry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RawKind {
+    /// A regular file.
     File,
+    /// A directory.
     Dir,
     /// A symlink to the given target.
     Symlink(Vec<u8>),
@@ -80,22 +110,27 @@ pub enum RawKind {
 pub struct RawEntry<'a> {
     /// The name as stored in the archive.
     pub path: &'a [u8],
+    /// What it is.
     pub kind: RawKind,
     /// Permission bits (`0o7777`).
     pub mode: u32,
+    /// Size of its data.
     pub size: u64,
     /// Offset of the entry's header in the decompressed stream.
     pub offset: u64,
     /// cpio only: `(archive number, dev major, dev minor, inode, nlink)`,
     /// what identifies hard links there.
     pub cpio_inode: Option<(u32, u32, u32, u32, u32)>,
+    /// Its data (what the visitor leaves unread is skipped).
     pub data: &'a mut dyn Read,
 }
 
 /// What a visitor may fail with; the stream adds archive and offset.
 #[derive(Debug)]
 pub enum EntryError {
+    /// Reading the data failed.
     Io(io::Error),
+    /// The entry is refused (why).
     Reject(String),
 }
 

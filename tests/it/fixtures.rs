@@ -98,7 +98,10 @@ fn check_variant(scenario: &str, golden_name: &str, compat: &str, extra: &[&str]
     if want_status != 0 {
         // build ends a failed run with its own line saying why.
         let last = got.pop().unwrap_or_default();
-        assert!(last.ends_with("nothing was written"), "{scenario}/{compat}: {last}");
+        assert!(
+            last.ends_with("nothing was written"),
+            "{scenario}/{compat}: {last}"
+        );
     }
     assert_eq!(got, want_lines, "{scenario}/{compat}: messages");
 
