@@ -7,6 +7,7 @@ mod common;
 
 mod archives;
 mod build_checks;
+mod build_cli;
 mod corpus;
 mod depmod_cli;
 mod extra_kernels;
