@@ -156,15 +156,7 @@ fn zstd(data: &[u8]) -> Vec<u8> {
 }
 
 fn build_ok(from: &Path, out: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut args = vec![
-        "build",
-        "--from",
-        from.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let run = kmodidx_env(&args, env);
+    let run = kmodidx_build(from, out, extra, env);
     assert!(
         run.status.success(),
         "kmodidx build --from {} --out {} {extra:?} failed: {}",
@@ -176,15 +168,7 @@ fn build_ok(from: &Path, out: &Path, extra: &[&str], env: &[(&str, &str)]) -> Ou
 }
 
 fn build_err(from: &Path, out: &Path, extra: &[&str]) -> String {
-    let mut args = vec![
-        "build",
-        "--from",
-        from.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let run = kmodidx(&args);
+    let run = kmodidx_build(from, out, extra, &[]);
     let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
     assert_eq!(
         run.status.code(),

@@ -40,15 +40,7 @@ fn configured_tree(config_at: &str) -> tempfile::TempDir {
 
 fn build(root: &Path, extra: &[&str]) -> (std::process::Output, tempfile::TempDir) {
     let out = tempfile::tempdir().unwrap();
-    let mut args = vec![
-        "build",
-        "--from",
-        root.to_str().unwrap(),
-        "--out",
-        out.path().to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    (kmodidx(&args), out)
+    (kmodidx_build(root, out.path(), extra, &[]), out)
 }
 
 fn written(out: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {

@@ -16,15 +16,7 @@ fn tree(name: &str) -> PathBuf {
 }
 
 fn build(from: &Path, out: &Path, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "build",
-        "--from",
-        from.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    kmodidx(&args)
+    kmodidx_build(from, out, extra, &[])
 }
 
 fn stderr(run: &Output) -> String {

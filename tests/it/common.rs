@@ -14,6 +14,19 @@ pub fn kmodidx(args: &[&str]) -> Output {
     kmodidx_env(args, &[])
 }
 
+/// Runs `kmodidx build --from FROM --out OUT EXTRA...` with `env` added.
+pub fn kmodidx_build(from: &Path, out: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut args = vec![
+        "build",
+        "--from",
+        from.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    kmodidx_env(&args, env)
+}
+
 pub fn kmodidx_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kmodidx"));
     cmd.args(args);
