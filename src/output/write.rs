@@ -84,7 +84,7 @@ impl Plan {
 }
 
 /// Output compression: the same four kinds modules and inputs come in.
-pub use crate::module::decompress::Compression;
+pub use crate::compress::Compression;
 
 /// The form of an output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
