@@ -196,6 +196,9 @@ enum Target<'a> {
 }
 
 fn target(args: &BuildArgs) -> Result<Target<'_>, String> {
+    if args.from.as_os_str() == STDIO && std::io::stdin().is_terminal() {
+        return Err("--from - reads an archive from standard input, which is a terminal; pipe or redirect an archive into it".into());
+    }
     if args.out.as_os_str() == STDIO {
         let format = args
             .format
