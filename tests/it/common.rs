@@ -188,8 +188,8 @@ pub struct Kernel {
     pub reference: PathBuf,
 }
 
-/// Unpacks every package in `<corpus>/debian/` with `dpkg-deb -x`.
-pub fn unpack_corpus(corpus: &Path) -> Vec<Kernel> {
+/// The kernel packages in `<corpus>/debian/`, sorted by name.
+fn corpus_packages(corpus: &Path) -> Vec<PathBuf> {
     let mut debs: Vec<PathBuf> = fs::read_dir(corpus.join("debian"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -197,26 +197,60 @@ pub fn unpack_corpus(corpus: &Path) -> Vec<Kernel> {
         .collect();
     debs.sort();
     assert!(!debs.is_empty(), "no .deb in {}", corpus.display());
-    debs.iter()
-        .map(|deb| {
-            let dir = tempfile::tempdir().unwrap();
-            let root = dir.path().join("root");
-            let status = Command::new("dpkg-deb")
-                .arg("-x")
-                .arg(deb)
-                .arg(&root)
-                .status()
-                .expect("dpkg-deb is needed to unpack the corpus");
-            assert!(status.success(), "unpacking {}", deb.display());
-            let version = only_version(&root.join("lib/modules"));
-            let reference = corpus.join(&version).join("ref-34.2");
-            assert!(reference.is_dir(), "no reference output for {version}");
-            Kernel {
-                dir,
-                root,
-                version,
-                reference,
-            }
-        })
+    debs
+}
+
+/// Unpacks one kernel package with `dpkg-deb -x`.
+fn unpack_package(corpus: &Path, deb: &Path) -> Kernel {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let status = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(deb)
+        .arg(&root)
+        .status()
+        .expect("dpkg-deb is needed to unpack the corpus");
+    assert!(status.success(), "unpacking {}", deb.display());
+    let version = only_version(&root.join("lib/modules"));
+    let reference = corpus.join(&version).join("ref-34.2");
+    assert!(reference.is_dir(), "no reference output for {version}");
+    Kernel {
+        dir,
+        root,
+        version,
+        reference,
+    }
+}
+
+/// Unpacks every package in `<corpus>/debian/` with `dpkg-deb -x`.
+pub fn unpack_corpus(corpus: &Path) -> Vec<Kernel> {
+    corpus_packages(corpus)
+        .iter()
+        .map(|deb| unpack_package(corpus, deb))
         .collect()
+}
+
+/// Unpacks the first package of the corpus (by name: the 6.1 kernel), for
+/// tests that need one real kernel rather than all of them.
+pub fn unpack_first_kernel(corpus: &Path) -> Kernel {
+    unpack_package(corpus, &corpus_packages(corpus)[0])
+}
+
+/// A program the test needs, found on PATH. Without it the test is skipped
+/// loudly, except in CI (`CI` set), where .ci/run installs it (`package`
+/// names the Debian package).
+pub fn needed_tool(name: &str, package: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs {name}: apt-get install {package}"
+        );
+        eprintln!("\n*** SKIPPED: {name} not found (apt-get install {package}) ***\n");
+    }
+    found
 }

@@ -1,0 +1,52 @@
+# kmodidx built from this source tree with the committed Cargo.lock.
+{ lib, rustPlatform }:
+
+let
+  cargoToml = builtins.fromTOML (builtins.readFile ../Cargo.toml);
+
+  # What cargo needs to build the workspace: the manifests, the lock file and
+  # the sources of every member (fixtures, tests, nix/ and contrib/ are left
+  # out, so that editing them does not rebuild the package).
+  members = builtins.filter (m: m != ".") (cargoToml.workspace.members or [ ]);
+  wanted = [
+    "Cargo.toml"
+    "Cargo.lock"
+    "src"
+  ] ++ builtins.concatMap (m: [ "${m}/Cargo.toml" "${m}/src" ]) members;
+  root = toString ../.;
+  relative = path: lib.removePrefix (root + "/") (toString path);
+  keep =
+    path: type:
+    let
+      rel = relative path;
+    in
+    builtins.any (
+      w: rel == w || lib.hasPrefix (w + "/") rel || (type == "directory" && lib.hasPrefix (rel + "/") w)
+    ) wanted;
+in
+rustPlatform.buildRustPackage {
+  pname = cargoToml.package.name;
+  inherit (cargoToml.package) version;
+
+  src = lib.cleanSourceWith {
+    name = "kmodidx-source";
+    src = ../.;
+    filter = keep;
+  };
+
+  cargoLock.lockFile = ../Cargo.lock;
+
+  # The test suite needs the kernel corpus and Debian's depmod as an oracle;
+  # the project's CI (.ci/run) runs it.
+  doCheck = false;
+
+  meta = {
+    description = cargoToml.package.description;
+    license = with lib.licenses; [
+      mit
+      asl20
+    ];
+    platforms = lib.platforms.unix;
+    mainProgram = "kmodidx";
+  };
+}
