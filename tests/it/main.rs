@@ -8,6 +8,7 @@ mod common;
 mod archives;
 mod build_checks;
 mod build_cli;
+mod contrib;
 mod corpus;
 mod depmod_cli;
 mod extra_kernels;
