@@ -1,7 +1,7 @@
 # mkModulesClosure's build step (sourced by runCommand). Set by the caller:
 #   kmodidx    the kmodidx binary
 #   modules    the input: a directory (tree or symlink forest) or an archive
-#   firmware   empty, or a directory with lib/firmware/
+#   firmware   nothing, or a directory with lib/firmware/ (an array)
 #   storeDir   the Nix store, under which absolute links in the input resolve
 #   buildArgs  the closure's `kmodidx build` arguments (an array)
 #   extraFirmware  firmware files to add whatever the modules need (an array)
@@ -9,7 +9,7 @@ set -euo pipefail
 
 mkdir -p "$out"
 if [ ! -d "$modules" ]; then
-    if [ -n "$firmware" ] || [ "${#extraFirmware[@]}" -gt 0 ]; then
+    if [ "${#firmware[@]}" -gt 0 ] || [ "${#extraFirmware[@]}" -gt 0 ]; then
         echo "mkModulesClosure: firmware needs a directory as modules, not the archive $modules" >&2
         exit 1
     fi
@@ -29,8 +29,8 @@ for dir in lib/modules usr/lib/modules; do
         ln -s "$modules/$dir" "$input/$dir"
     fi
 done
-if [ -n "$firmware" ]; then
-    firmwareDir=$firmware/lib/firmware
+if [ "${#firmware[@]}" -gt 0 ]; then
+    firmwareDir=${firmware[0]}/lib/firmware
 else
     firmwareDir=$modules/lib/firmware
 fi

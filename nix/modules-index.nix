@@ -2,56 +2,49 @@
 # A drop-in for nixpkgs' aggregateModules output; see the README's "Nix" section.
 { pkgs, kmodidx }:
 
-{
-  # A tree with lib/modules/<version>/ (a derivation or path), a store path
-  # that is a symlink forest of such trees (buildEnv, symlinkJoin,
-  # aggregateModules), or a tar or cpio archive of one (plain, gzip, xz, zstd).
-  modules,
-  # Needed only when the input holds several kernels.
-  kernelVersion ? null,
-  # The kernel's System.map or Module.symvers: check every module's symbols.
-  systemMap ? null,
-  symvers ? null,
-  # Fail the build on an unknown symbol, a CRC mismatch or an unreadable module.
-  strict ? false,
-  name ? "kernel-modules",
-  # "kmod34" (default), "kmod33" or "kmod30": whose output format to match.
-  compat ? null,
-  # depmod.d directories or files from outside the input.
-  config ? [ ],
-  # More `kmodidx build` arguments.
-  extraArgs ? [ ],
-  # Anything else becomes an attribute of the derivation.
-  ...
-}@args:
-
 let
   inherit (pkgs) lib;
-  opt = flag: value: lib.optionals (value != null) [ flag "${value}" ];
-  buildArgs =
-    opt "--kernel-version" kernelVersion
-    ++ opt "--system-map" systemMap
-    ++ opt "--symvers" symvers
-    ++ opt "--compat" compat
-    ++ lib.optionals strict [ "--strict" ]
-    ++ builtins.concatMap (c: [ "--config" "${c}" ]) config
-    ++ extraArgs;
-  known = [
-    "modules"
-    "kernelVersion"
-    "systemMap"
-    "symvers"
-    "strict"
-    "name"
-    "compat"
-    "config"
-    "extraArgs"
-  ];
+  step = import ./step.nix { inherit pkgs kmodidx; };
+  mkModulesIndex =
+    {
+      # A tree with lib/modules/<version>/ (a derivation or path), a store path
+      # that is a symlink forest of such trees (buildEnv, symlinkJoin,
+      # aggregateModules), or a tar or cpio archive of one (plain, gzip, xz, zstd).
+      modules,
+      # Needed only when the input holds several kernels.
+      kernelVersion ? null,
+      # The kernel's System.map or Module.symvers: check every module's symbols.
+      systemMap ? null,
+      symvers ? null,
+      # Fail the build on an unknown symbol, a CRC mismatch or an unreadable module.
+      strict ? false,
+      name ? "kernel-modules",
+      # "kmod34" (default), "kmod33" or "kmod30": whose output format to match.
+      compat ? null,
+      # depmod.d directories or files from outside the input.
+      config ? [ ],
+      # More `kmodidx build` arguments.
+      extraArgs ? [ ],
+      # Anything else becomes an attribute of the derivation.
+      ...
+    }@args:
+
+    let
+      opt = flag: value: lib.optionals (value != null) [ flag "${value}" ];
+      buildArgs =
+        opt "--kernel-version" kernelVersion
+        ++ opt "--system-map" systemMap
+        ++ opt "--symvers" symvers
+        ++ opt "--compat" compat
+        ++ lib.optionals strict [ "--strict" ]
+        ++ builtins.concatMap (c: [ "--config" "${c}" ]) config
+        ++ extraArgs;
+    in
+    step {
+      fn = mkModulesIndex;
+      inherit args name modules;
+      arrays = { inherit buildArgs; };
+      script = ./modules-index.sh;
+    };
 in
-pkgs.runCommand name (builtins.removeAttrs args known) ''
-  kmodidx=${kmodidx}/bin/kmodidx
-  modules=${modules}
-  storeDir=${builtins.storeDir}
-  buildArgs=(${lib.escapeShellArgs buildArgs})
-  source ${./modules-index.sh}
-''
+mkModulesIndex

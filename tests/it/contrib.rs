@@ -33,6 +33,23 @@ fn assert_success(what: &str, run: &Output) {
     );
 }
 
+/// The step succeeded without a word, and the kernel's module directory now
+/// holds kmod 34.2's index.
+fn assert_indexed_as_kmod34(what: &str, run: &Output, kernel: &Kernel) {
+    assert_success(what, run);
+    assert!(
+        run.stderr.is_empty(),
+        "{what}: unexpected messages: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let dir = kernel.root.join("lib/modules").join(&kernel.version);
+    assert_same_files(
+        &format!("{what} on {}", kernel.version),
+        &index_files(&kernel.reference),
+        &depmod_written(&dir),
+    );
+}
+
 /// A copy of the symvers fixture (modules needing unknown symbols and
 /// disagreeing about CRCs) and a directory holding its Module.symvers.
 fn broken_tree(dir: &Path) -> (PathBuf, PathBuf) {
@@ -92,18 +109,7 @@ fn yocto_depmodwrapper_step_indexes_the_rootfs_as_kmod34() {
         ],
         true,
     );
-    assert_success("kmodidx-depmod.sh -a -b", &run);
-    assert!(
-        run.stderr.is_empty(),
-        "unexpected messages: {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let dir = kernel.root.join("lib/modules").join(&kernel.version);
-    assert_same_files(
-        &format!("Yocto step on {}", kernel.version),
-        &index_files(&kernel.reference),
-        &depmod_written(&dir),
-    );
+    assert_indexed_as_kmod34("the Yocto step", &run, &kernel);
     // depmodwrapper's exclusion of debug copies.
     assert_eq!(
         fs::read_to_string(kernel.root.join("lib/depmod.d/exclude.conf")).unwrap(),
@@ -116,12 +122,7 @@ fn yocto_depmodwrapper_step_indexes_the_rootfs_as_kmod34() {
         &[("PKGDATA_DIR", &pkgdata)],
         false,
     );
-    assert_success("kmodidx-depmod.sh -a -b, again", &run);
-    assert_same_files(
-        &format!("Yocto step on {}, run twice", kernel.version),
-        &index_files(&kernel.reference),
-        &depmod_written(&dir),
-    );
+    assert_indexed_as_kmod34("the Yocto step, run twice", &run, &kernel);
 }
 
 #[test]
@@ -217,18 +218,7 @@ fn buildroot_depmod_hook_indexes_the_target_as_kmod34() {
         ],
         true,
     );
-    assert_success("kmodidx-post-build.sh", &run);
-    assert!(
-        run.stderr.is_empty(),
-        "unexpected messages: {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let dir = kernel.root.join("lib/modules").join(&kernel.version);
-    assert_same_files(
-        &format!("Buildroot step on {}", kernel.version),
-        &index_files(&kernel.reference),
-        &depmod_written(&dir),
-    );
+    assert_indexed_as_kmod34("the Buildroot hook", &run, &kernel);
 }
 
 #[test]
@@ -238,13 +228,7 @@ fn buildroot_post_build_script_finds_the_kernel_version_itself() {
     // As a BR2_ROOTFS_POST_BUILD_SCRIPT: the target directory as argument,
     // no LINUX_VERSION_PROBED.
     let run = run_script(BUILDROOT, &[kernel.root.to_str().unwrap()], &[], false);
-    assert_success("kmodidx-post-build.sh TARGET_DIR", &run);
-    let dir = kernel.root.join("lib/modules").join(&kernel.version);
-    assert_same_files(
-        &format!("Buildroot post-build script on {}", kernel.version),
-        &index_files(&kernel.reference),
-        &depmod_written(&dir),
-    );
+    assert_indexed_as_kmod34("the Buildroot post-build script", &run, &kernel);
 }
 
 #[test]
