@@ -9,8 +9,12 @@
   kmodidx ? pkgs.buildPackages.callPackage ./package.nix { },
 }:
 
+let
+  inherit (pkgs) lib;
+  step = import ./step.nix { inherit pkgs kmodidx; };
+in
 {
   inherit kmodidx;
-  mkModulesIndex = import ./modules-index.nix { inherit pkgs kmodidx; };
-  mkModulesClosure = import ./modules-closure.nix { inherit pkgs kmodidx; };
+  mkModulesIndex = import ./modules-index.nix { inherit lib step; };
+  mkModulesClosure = import ./modules-closure.nix { inherit lib step; };
 }

@@ -1,11 +1,9 @@
 # mkModulesClosure: the modules `rootModules` need, with their dependencies,
 # firmware and index, from `modules`. A drop-in for nixpkgs'
 # makeModulesClosure; see the README's "Nix" section.
-{ pkgs, kmodidx }:
+{ lib, step }:
 
 let
-  inherit (pkgs) lib;
-  step = import ./step.nix { inherit pkgs kmodidx; };
   mkModulesClosure =
     {
       # As mkModulesIndex's `modules` (makeModulesClosure calls it `kernel`).

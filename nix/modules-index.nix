@@ -1,10 +1,8 @@
 # mkModulesIndex: the kernel module directory of `modules`, indexed by kmodidx.
 # A drop-in for nixpkgs' aggregateModules output; see the README's "Nix" section.
-{ pkgs, kmodidx }:
+{ lib, step }:
 
 let
-  inherit (pkgs) lib;
-  step = import ./step.nix { inherit pkgs kmodidx; };
   mkModulesIndex =
     {
       # A tree with lib/modules/<version>/ (a derivation or path), a store path

@@ -231,26 +231,28 @@ fn buildroot_post_build_script_finds_the_kernel_version_itself() {
     assert_indexed_as_kmod34("the Buildroot post-build script", &run, &kernel);
 }
 
+/// The symvers fixture as a Buildroot target, and the environment the hook
+/// passes, with a LINUX_DIR whose .config is `config`.
+fn broken_buildroot(dir: &Path, config: &str) -> (PathBuf, Vec<(&'static str, PathBuf)>) {
+    let (target, symbols) = broken_tree(dir);
+    let linux = linux_dir(dir, config, &symbols.join("Module.symvers"));
+    let env = vec![
+        ("TARGET_DIR", target.clone()),
+        ("LINUX_VERSION_PROBED", PathBuf::from(BROKEN_VERSION)),
+        ("LINUX_DIR", linux),
+    ];
+    (target, env)
+}
+
+fn as_env<'a>(env: &'a [(&'static str, PathBuf)]) -> Vec<(&'static str, &'a Path)> {
+    env.iter().map(|(k, v)| (*k, v.as_path())).collect()
+}
+
 #[test]
 fn buildroot_hook_skips_kernels_without_module_support() {
     let work = tempfile::tempdir().unwrap();
-    let (target, symbols) = broken_tree(work.path());
-    let linux = linux_dir(
-        work.path(),
-        "# CONFIG_MODULES is not set\n",
-        &symbols.join("Module.symvers"),
-    );
-    let version = PathBuf::from(BROKEN_VERSION);
-    let run = run_script(
-        BUILDROOT,
-        &[],
-        &[
-            ("TARGET_DIR", &target),
-            ("LINUX_VERSION_PROBED", &version),
-            ("LINUX_DIR", &linux),
-        ],
-        true,
-    );
+    let (target, env) = broken_buildroot(work.path(), "# CONFIG_MODULES is not set\n");
+    let run = run_script(BUILDROOT, &[], &as_env(&env), true);
     assert_success("kmodidx-post-build.sh without CONFIG_MODULES", &run);
     let dir = target.join("lib/modules").join(BROKEN_VERSION);
     assert!(depmod_written(&dir).is_empty(), "an index was written");
@@ -259,19 +261,8 @@ fn buildroot_hook_skips_kernels_without_module_support() {
 #[test]
 fn buildroot_strict_hook_fails_on_unknown_symbols_and_leaves_no_index() {
     let work = tempfile::tempdir().unwrap();
-    let (target, symbols) = broken_tree(work.path());
-    let linux = linux_dir(
-        work.path(),
-        "CONFIG_MODULES=y\n",
-        &symbols.join("Module.symvers"),
-    );
-    let version = PathBuf::from(BROKEN_VERSION);
-    let env = [
-        ("TARGET_DIR", target.as_path()),
-        ("LINUX_VERSION_PROBED", version.as_path()),
-        ("LINUX_DIR", linux.as_path()),
-    ];
-    let run = run_script(BUILDROOT, &[], &env, true);
+    let (target, env) = broken_buildroot(work.path(), "CONFIG_MODULES=y\n");
+    let run = run_script(BUILDROOT, &[], &as_env(&env), true);
     assert_eq!(run.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(
@@ -281,7 +272,7 @@ fn buildroot_strict_hook_fails_on_unknown_symbols_and_leaves_no_index() {
     let dir = target.join("lib/modules").join(BROKEN_VERSION);
     assert!(depmod_written(&dir).is_empty(), "an index was written");
     // Without the check, the index is written as depmod writes it.
-    let run = run_script(BUILDROOT, &[], &env, false);
+    let run = run_script(BUILDROOT, &[], &as_env(&env), false);
     assert_success("kmodidx-post-build.sh, not strict", &run);
     assert!(!depmod_written(&dir).is_empty());
 }
