@@ -27,6 +27,7 @@ KMODIDX_SCRIPT = "${STAGING_DATADIR_NATIVE}/kmodidx/kmodidx-depmod.sh"
 export KMODIDX = "${STAGING_BINDIR_NATIVE}/kmodidx"
 export KMODIDX_LIBDIR = "${nonarch_base_libdir}"
 export KMODIDX_STRICT
+export KMODIDX_REPORT = "${T}/kmodidx-report.json"
 export PKGDATA_DIR
 export STAGING_KERNEL_BUILDDIR
 
@@ -34,9 +35,7 @@ export STAGING_KERNEL_BUILDDIR
 PATH:prepend = "${STAGING_DATADIR_NATIVE}/kmodidx/wrapper:"
 
 kmodidx_check_modules() {
-	PKGD="${PKGD}" KERNEL_VERSION="${KERNEL_VERSION}" \
-		KMODIDX_REPORT="${T}/kmodidx-report.json" \
-		"${KMODIDX_SCRIPT}" --check
+	PKGD="${PKGD}" KERNEL_VERSION="${KERNEL_VERSION}" "${KMODIDX_SCRIPT}" --check
 }
 
 python __anonymous() {
