@@ -70,6 +70,21 @@ pub enum ArchiveError {
         /// The limit, in bytes.
         limit: u64,
     },
+    /// The input changed between the two passes over it.
+    #[error("{}: the file changed while it was being read", archive.display())]
+    Changed {
+        /// The archive.
+        archive: PathBuf,
+    },
+    /// Links in the module directory lead to files elsewhere in an archive
+    /// read from a stream, which would have to be read a second time.
+    #[error("{}: symlinks in the module directory lead to files elsewhere in the archive (such as `{entry}`), which needs a second reading; standard input cannot be read twice: pass the archive as a file", archive.display())]
+    NeedsSecondPass {
+        /// The archive.
+        archive: PathBuf,
+        /// One of the files.
+        entry: String,
+    },
     /// An entry kmodidx refuses (a `..` name, a sparse file).
     #[error("{}: entry `{entry}` at offset {offset}: {reason}", archive.display())]
     Rejected {
