@@ -38,6 +38,23 @@ impl Compression {
         }
     }
 
+    /// Compressions kmodidx does not read that the kernel's initramfs
+    /// unpacker also accepts, named by their magic, so that an error can say
+    /// which one it met.
+    pub fn unsupported(bytes: &[u8]) -> Option<&'static str> {
+        const KNOWN: [(&[u8], &str); 5] = [
+            (b"BZh", "bzip2"),
+            (&[0x5d, 0, 0], "lzma"),
+            (&[0x02, 0x21, 0x4c, 0x18], "lz4"),
+            (&[0x04, 0x22, 0x4d, 0x18], "lz4"),
+            (&[0x89, b'L', b'Z', b'O'], "lzo"),
+        ];
+        KNOWN
+            .iter()
+            .find(|(magic, _)| bytes.starts_with(magic))
+            .map(|&(_, name)| name)
+    }
+
     /// A short name: `plain`, `gzip`, `xz` or `zstd`.
     pub fn name(self) -> &'static str {
         match self {
