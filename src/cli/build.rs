@@ -106,13 +106,21 @@ pub struct BuildOptions {
     /// depmod -P).
     #[arg(long, value_name = "CHAR", value_parser = parse_prefix)]
     pub symbol_prefix: Option<u8>,
+
+    /// Directory input only: let absolute symlinks whose target lies under
+    /// PREFIX (such as /nix/store) resolve on this machine; repeatable.
+    /// Every other link still resolves inside the input.
+    #[arg(long = "follow-links-under", value_name = "PREFIX")]
+    pub follow_links_under: Vec<PathBuf>,
 }
 
 /// Size limits, shared by `build` and `verify`.
 #[derive(Debug, Clone, Copy, Args)]
 pub struct LimitArgs {
-    /// Largest decompressed module to accept, in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    /// Largest file to read, in MiB: every module (as stored and
+    /// decompressed) and every other input file. A larger one stops the
+    /// build with an error naming it.
+    #[arg(long = "max-file-size", visible_alias = "max-module-size", value_name = "MIB", default_value_t = Limits::default().max_module_size >> 20)]
     pub max_module_size: u64,
 
     /// Largest decompressed archive to read, in MiB (a guard against
@@ -260,6 +268,7 @@ pub fn run(args: &BuildArgs) -> u8 {
         }),
         strict: args.checks.strict,
         input_digest: !args.no_manifest,
+        follow_links_under: o.follow_links_under.clone(),
         spill_dir: Some(match &target {
             Target::Path(out, _) => match out.parent() {
                 Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),

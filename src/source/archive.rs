@@ -42,6 +42,10 @@ pub struct ArchiveOptions {
     /// Keep module bytes in an anonymous spill file in this directory, so
     /// that [`Tree::read`] can return them later (for staged output).
     pub spill_dir: Option<PathBuf>,
+    /// Directory input only (see [`super::open_input`]): absolute symlink
+    /// targets under these host directories resolve on the host (see
+    /// [`super::DirTree::follow_links_under`]).
+    pub follow_links_under: Vec<PathBuf>,
 }
 
 impl Default for ArchiveOptions {
@@ -50,6 +54,7 @@ impl Default for ArchiveOptions {
             max_input_size: 16 << 30,
             keep: Vec::new(),
             spill_dir: None,
+            follow_links_under: Vec::new(),
         }
     }
 }
