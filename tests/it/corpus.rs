@@ -154,3 +154,57 @@ fn run_debian_depmod(kernel: &Kernel) -> Option<std::collections::BTreeMap<Strin
     let written = depmod_written(&copy.path().join("lib/modules").join(&kernel.version));
     Some(written)
 }
+
+/// Issue 9: a buildEnv-style symlink forest of each corpus kernel (real
+/// directories; every file, modules included, an absolute link into a
+/// "store" outside the input). Without `--follow-links-under` the links
+/// resolve inside the input, lead nowhere, and the build stops with exit
+/// status 2 (also with `--strict`); with it, the index is depmod 34.2's.
+#[test]
+fn symlink_forests_of_real_kernels() {
+    let Some(corpus) = corpus_dir() else { return };
+    for kernel in unpack_corpus(&corpus) {
+        let store = kernel.root.clone();
+        let forest = kernel.dir.path().join("forest");
+        let package = walk(&store);
+        for (path, item) in &package {
+            let at = forest.join(path);
+            match item {
+                Item::Dir => std::fs::create_dir_all(&at).unwrap(),
+                _ => std::os::unix::fs::symlink(store.join(path), &at).unwrap(),
+            }
+        }
+        let out = kernel.dir.path().join("out");
+        let args = |extra: &[&str]| {
+            let mut args = vec![
+                "build".to_string(),
+                "--from".into(),
+                forest.display().to_string(),
+                "--out".into(),
+                out.display().to_string(),
+            ];
+            args.extend(extra.iter().map(|a| a.to_string()));
+            args
+        };
+        for extra in [&[][..], &["--strict"]] {
+            let args = args(extra);
+            let run = kmodidx(&args.iter().map(String::as_str).collect::<Vec<_>>());
+            let stderr = String::from_utf8_lossy(&run.stderr);
+            assert_eq!(run.status.code(), Some(2), "{extra:?}: {stderr}");
+            assert!(stderr.contains("--follow-links-under"), "{stderr}");
+            assert!(!out.exists());
+        }
+        let args = args(&["--follow-links-under", store.to_str().unwrap()]);
+        let run = kmodidx(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert_same_files(
+            &format!("{} forest vs ref-34.2", kernel.version),
+            &index_files(&kernel.reference),
+            &index_files(&out.join("lib/modules").join(&kernel.version)),
+        );
+    }
+}

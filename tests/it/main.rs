@@ -12,4 +12,5 @@ mod corpus;
 mod depmod_cli;
 mod extra_kernels;
 mod fixtures;
+mod hostile;
 mod robustness;
