@@ -108,8 +108,6 @@ const OPTIONS: &[OptSpec] = &[
     },
 ];
 
-/// Largest decompressed module read: kmod has no limit but memory.
-
 /// The limit on every file read (modules as stored and decompressed,
 /// `modules.order`, configuration, `-E`/`-F` files): `KMODIDX_MAX_FILE_SIZE`
 /// MiB, else build's default. kmod has none; without one, a hostile module

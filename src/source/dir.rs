@@ -26,6 +26,9 @@ pub type FileDigest = (u64, [u8; 32]);
 /// Symlinks followed in one lookup before giving up, as Linux's ELOOP limit.
 const MAX_LINKS: usize = 40;
 
+/// A path as its components.
+type Parts = Vec<Vec<u8>>;
+
 /// A directory on disk, read in place and never modified.
 pub struct DirTree {
     root: PathBuf,
@@ -42,7 +45,7 @@ pub struct DirTree {
     /// Host directories that absolute link targets may lead into:
     /// `(prefix as given, prefix with the host's own links resolved)`, both
     /// as path components.
-    follow: Vec<(Vec<Vec<u8>>, Vec<Vec<u8>>)>,
+    follow: Vec<(Parts, Parts)>,
 }
 
 /// A path resolved by [`DirTree`]: inside the root, or (through a link
@@ -174,7 +177,7 @@ impl DirTree {
 
     /// Where an absolute link target leads on the host, if it lies under a
     /// `--follow-links-under` prefix: the canonical prefix, and the rest.
-    fn followed(&self, target: &[u8]) -> Option<(Vec<Vec<u8>>, Vec<Vec<u8>>)> {
+    fn followed(&self, target: &[u8]) -> Option<(Parts, Parts)> {
         let parts = split(target);
         self.follow.iter().find_map(|(given, canonical)| {
             [given, canonical]

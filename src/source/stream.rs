@@ -702,7 +702,6 @@ fn read_tar(
         result.map_err(|e| ctx.entry("tar entry", offset, &path, e))?;
         // The tar crate skips whatever the visitor left unread.
     }
-    drop(archive);
     // Read on to the end of the stream: what follows the end-of-archive
     // blocks is usually only padding, but the compressed stream's checksum
     // and end come after it, and a stream cut short must not pass.
