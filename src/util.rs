@@ -22,6 +22,20 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// Feeds what is written into a SHA-256 (to hash a stream with
+/// [`io::copy`]).
+pub struct HashWriter<'a>(pub &'a mut sha2::Sha256);
+
+impl io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        sha2::Digest::update(self.0, buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Splits `bytes` the way repeated `fgets(buf, size, fp)` calls do: each
 /// chunk ends after a `\n`, or after `size - 1` bytes, or at the end of input.
 pub fn fgets_chunks(bytes: &[u8], size: usize) -> impl Iterator<Item = &[u8]> {

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use sha2::{Digest, Sha256};
 
 use super::{Contents, DirEntry, DirId, EntryKind, Tree};
-use crate::util::Refused;
+use crate::util::{HashWriter, Refused};
 
 /// Size and SHA-256 of a file.
 pub type FileDigest = (u64, [u8; 32]);
@@ -299,19 +299,6 @@ pub fn read_host_file(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
         .into_io());
     }
     Ok(bytes)
-}
-
-/// Feeds what is written into a SHA-256.
-struct HashWriter<'a>(&'a mut Sha256);
-
-impl io::Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 fn split(path: &[u8]) -> Vec<Vec<u8>> {
