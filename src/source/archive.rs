@@ -612,6 +612,7 @@ impl<M: Send> ArchiveTree<M> {
         let workers = rayon::current_num_threads();
         let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(workers * 2 + 2);
         let in_flight = &in_flight;
+        let window = parser.max_size();
         let (result, parsed) = std::thread::scope(|s| {
             let parser = s.spawn(move || {
                 rx.into_iter()
@@ -630,6 +631,7 @@ impl<M: Send> ArchiveTree<M> {
                 path,
                 source,
                 opts.max_input_size,
+                window,
                 &mut |entry: RawEntry<'_>| builder.entry(entry, &tx),
             );
             drop(tx);

@@ -226,7 +226,14 @@ impl<R: Read> Read for Decoding<R> {
             let reason = if e.kind() == io::ErrorKind::UnexpectedEof {
                 "the compressed data ends too early".to_string()
             } else {
-                crate::util::io_reason(&e)
+                let reason = crate::util::io_reason(&e);
+                if reason.contains("emory") {
+                    // zstd: "Frame requires too much memory for decoding";
+                    // xz: "Memory usage limit was reached".
+                    format!("{reason} (its window is larger than the size limit; raise it with --max-file-size MIB)")
+                } else {
+                    reason
+                }
             };
             io::Error::new(
                 e.kind(),
@@ -244,6 +251,7 @@ impl<R: Read> Read for Decoding<R> {
 fn decompressed<'r>(
     name: &Path,
     mut source: impl Read + 'r,
+    window: u64,
 ) -> Result<(Box<dyn Read + 'r>, Compression), ArchiveError> {
     let open_err = |source| ArchiveError::Open {
         archive: name.to_path_buf(),
@@ -254,20 +262,25 @@ fn decompressed<'r>(
     let head = io::Cursor::new(magic[..n].to_vec());
     let raw = io::BufReader::with_capacity(1 << 16, head.chain(source));
     let compression = Compression::detect(&magic[..n]);
-    let stream = decoder(Box::new(raw), compression).map_err(open_err)?;
+    let stream = decoder(Box::new(raw), compression, window).map_err(open_err)?;
     Ok((stream, compression))
 }
 
 /// A decoder of `raw` (several concatenated gzip members, xz streams or
 /// zstd frames are one stream), read to its very end by the archive
 /// readers, so that every checksum is verified and a cut-off stream is
-/// noticed; its failures are tagged as [`DecodeError`]s.
-fn decoder<'a>(raw: Box<dyn Read + 'a>, format: Compression) -> io::Result<Box<dyn Read + 'a>> {
+/// noticed; its failures are tagged as [`DecodeError`]s. `window` bounds
+/// the decoder's window (see [`Compression::decoder_within`]).
+fn decoder<'a>(
+    raw: Box<dyn Read + 'a>,
+    format: Compression,
+    window: u64,
+) -> io::Result<Box<dyn Read + 'a>> {
     if format == Compression::None {
         return Ok(raw);
     }
     Ok(Box::new(Decoding {
-        inner: format.decoder(raw)?,
+        inner: format.decoder_within(raw, window)?,
         format,
     }))
 }
@@ -283,19 +296,22 @@ pub fn for_each_entry(
         archive: path.to_path_buf(),
         source,
     })?;
-    for_each_entry_in(path, file, limit, visit)
+    for_each_entry_in(path, file, limit, u64::MAX, visit)
 }
 
 /// As [`for_each_entry`], reading the archive from `source` (such as
-/// standard input); `name` is what errors call it.
+/// standard input); `name` is what errors call it. `window` bounds a
+/// decompressor's window (zstd's window, xz's dictionary), which it fills
+/// as data goes by: a stream that needs more is refused.
 pub fn for_each_entry_in(
     name: &Path,
     source: impl Read,
     limit: u64,
+    window: u64,
     visit: &mut dyn FnMut(RawEntry<'_>) -> Result<(), EntryError>,
 ) -> Result<(ArchiveFormat, Compression), ArchiveError> {
     let path = name;
-    let (stream, compression) = decompressed(path, source)?;
+    let (stream, compression) = decompressed(path, source, window)?;
     let count = Rc::new(Cell::new(0u64));
     let exceeded = Rc::new(Cell::new(false));
     let mut capped = Capped {
@@ -334,6 +350,7 @@ pub fn for_each_entry_in(
         exceeded: &exceeded,
         count: &count,
         limit,
+        window,
     };
     match format {
         ArchiveFormat::Tar => read_tar(&ctx, reader, visit)?,
@@ -348,6 +365,8 @@ struct Ctx<'a> {
     /// The bytes counted against `limit` so far.
     count: &'a Rc<Cell<u64>>,
     limit: u64,
+    /// Largest decompression window accepted.
+    window: u64,
 }
 
 impl Ctx<'_> {
@@ -979,8 +998,8 @@ fn read_cpio<'r>(
                 format => {
                     let rest = std::mem::replace(&mut r.inner, Box::new(io::empty()));
                     let raw = Box::new(io::Cursor::new(magic.to_vec()).chain(rest));
-                    let decoded =
-                        decoder(raw, format).map_err(|e| ctx.io("cpio header", offset, None, e))?;
+                    let decoded = decoder(raw, format, ctx.window)
+                        .map_err(|e| ctx.io("cpio header", offset, None, e))?;
                     r.inner = Box::new(Capped {
                         inner: decoded,
                         count: ctx.count.clone(),

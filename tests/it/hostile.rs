@@ -1,7 +1,7 @@
 //! Hostile and unlucky inputs (issue 11's findings), each run the way the
 //! independent test ran them: the binary under a timeout, its peak RSS
 //! measured by the kernel (`wait4`) and held to the README's bound
-//! `64 MiB + (2·W + 3)·L` (W worker threads, L the file limit), its exit
+//! `64 MiB + (3·W + 4)·L` (W worker threads, L the file limit), its exit
 //! status checked (101, a panic, is always a failure), its message checked
 //! to name the file, and the scratch directory compared before and after
 //! so that nothing is written outside `--out`.
@@ -25,7 +25,7 @@ const DEFAULT_LIMIT_MIB: u64 = 128;
 /// The documented worst case, in KiB, for a run with a file limit of
 /// `limit_mib` (the index of the fixture trees is negligible).
 fn rss_bound_kib(limit_mib: u64) -> u64 {
-    (64 + (2 * THREADS + 3) * limit_mib) * 1024
+    (64 + (3 * THREADS + 4) * limit_mib) * 1024
 }
 
 /// A scratch directory holding a case's inputs and its `--out`.
@@ -1234,5 +1234,63 @@ fn huge_pax_header_in_a_tar() {
             limit_mib: 8,
             ..Expect::default()
         },
+    );
+}
+
+/// The basic tree as a tar, compressed by `compress`.
+fn big_window(compress: impl Fn(&[u8]) -> Vec<u8>, name: &str) {
+    let case = Case::new();
+    fs::write(case.path(name), compress(&basic_tar())).unwrap();
+    // The window a decoder would fill is within the limit only when the
+    // limit allows it.
+    case.build(
+        &case.path(name),
+        &case.path("out"),
+        &["--max-file-size", "8"],
+        &Expect {
+            status: 2,
+            names: &[name, "raise it with --max-file-size"],
+            limit_mib: 8,
+            ..Expect::default()
+        },
+    );
+    case.build(
+        &case.path(name),
+        &case.path("out2"),
+        &[],
+        &Expect::default(),
+    );
+}
+
+#[test]
+fn zstd_archive_with_a_window_over_the_limit() {
+    big_window(
+        |data| {
+            let mut e = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+            e.window_log(27).unwrap();
+            e.write_all(data).unwrap();
+            e.finish().unwrap()
+        },
+        "wide.tar.zst",
+    );
+}
+
+#[test]
+fn xz_archive_with_a_dictionary_over_the_limit() {
+    big_window(
+        |data| {
+            let opts = liblzma::stream::LzmaOptions::new_preset(9).unwrap();
+            let mut filters = liblzma::stream::Filters::new();
+            filters.lzma2(&opts);
+            let stream = liblzma::stream::Stream::new_stream_encoder(
+                &filters,
+                liblzma::stream::Check::Crc64,
+            )
+            .unwrap();
+            let mut e = liblzma::write::XzEncoder::new_stream(Vec::new(), stream);
+            e.write_all(data).unwrap();
+            e.finish().unwrap()
+        },
+        "wide.tar.xz",
     );
 }
