@@ -573,3 +573,6 @@ fn read_symbols<Elf: FileHeader<Endian = Endianness>>(
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests;
