@@ -11,5 +11,6 @@ mod build_cli;
 mod corpus;
 mod depmod_cli;
 mod extra_kernels;
+mod fixturegen;
 mod fixtures;
 mod robustness;
