@@ -257,3 +257,40 @@ fn unreadable_modules_fail_strict() {
     let (run, _out) = build_in_temp(work.path(), &[]);
     assert!(run.status.success());
 }
+
+/// `--kernel-version-file` tells a build system which kernel an input held
+/// (the Bazel rule's `kernel_version_file`).
+#[test]
+fn kernel_version_file_names_the_kernel_found_in_the_input() {
+    let scratch = tempfile::tempdir().unwrap();
+    let file = scratch.path().join("version");
+    let (run, _out) = build_in_temp(
+        &repo().join("fixtures/trees/basic"),
+        &["--kernel-version-file", file.to_str().unwrap()],
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(fs::read_to_string(&file).unwrap(), format!("{VERSION}\n"));
+}
+
+#[test]
+fn kernel_version_file_is_not_written_when_strict_fails() {
+    let root = symvers_tree();
+    let scratch = tempfile::tempdir().unwrap();
+    let file = scratch.path().join("version");
+    let (run, _out) = build_in_temp(
+        &root,
+        &[
+            "--symvers",
+            root.join("Module.symvers").to_str().unwrap(),
+            "--strict",
+            "--kernel-version-file",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.status.code(), Some(1));
+    assert!(!file.exists(), "a failed build wrote {}", file.display());
+}
