@@ -6,6 +6,7 @@
 mod common;
 
 mod archives;
+mod bazel;
 mod build_checks;
 mod build_cli;
 mod corpus;
