@@ -111,11 +111,13 @@ cp -r "$repo/fixtures/trees/symvers/lib" "$ws/strict/symvers_tree/"
 cp "$repo/fixtures/trees/symvers/Module.symvers" "$ws/strict/"
 echo "bazel/test.sh: kernel $version ($(basename "$deb")), workspace $ws"
 
-# The rust_binary of the source build names the crate's version; it must be
-# Cargo.toml's.
+# The source build's rust_binary and the bzlmod module name the crate's
+# version again; both must be Cargo.toml's.
 cargo_version=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$repo/Cargo.toml" | head -n 1)
 grep -q "^_VERSION = \"$cargo_version\"$" "$repo/BUILD.bazel" ||
     fail "BUILD.bazel's _VERSION is not Cargo.toml's version $cargo_version"
+grep -q "^    version = \"$cargo_version\",$" "$repo/MODULE.bazel" ||
+    fail "MODULE.bazel's version is not Cargo.toml's version $cargo_version"
 
 # -------------------------------------------------------------- first build
 targets=(//:idx //:staged //:reindexed //:reindexed_summary //strict:checked //strict:configured)
