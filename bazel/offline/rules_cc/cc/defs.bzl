@@ -1,38 +1,13 @@
-"""A stand-in for @rules_cc//cc:defs.bzl, for Bazel 4.x without network access.
+"""A stand-in for @rules_cc//cc:defs.bzl, only for Bazel 4.x without network access.
 
-Bazel 4.x resolves toolchains by loading every registered toolchain package,
-among them @bazel_tools//tools/jdk, whose BUILD files load these names from
-@rules_cc. Bazel would download rules_cc for that, so a build of any rule
-that uses a toolchain (kmodidx_index does) fails offline. Give Bazel this
-directory instead:
-
-    bazel build --override_repository=rules_cc=/path/to/kmodidx/bazel/offline/rules_cc ...
-
-Each name is Bazel's built-in rule of that name, which is all rules_cc's
-defs.bzl of that era wrapped. Nothing of kmodidx uses them. With network
-access, or on a newer Bazel, leave @rules_cc alone.
+Why, and how to use it: bazel/offline/README.md. Each name is Bazel's built-in rule.
 """
 
-def cc_binary(**attrs):
-    native.cc_binary(**attrs)
-
-def cc_import(**attrs):
-    native.cc_import(**attrs)
-
-def cc_library(**attrs):
-    native.cc_library(**attrs)
-
-def cc_proto_library(**attrs):
-    native.cc_proto_library(**attrs)
-
-def cc_test(**attrs):
-    native.cc_test(**attrs)
-
-def cc_toolchain(**attrs):
-    native.cc_toolchain(**attrs)
-
-def cc_toolchain_suite(**attrs):
-    native.cc_toolchain_suite(**attrs)
-
-def objc_library(**attrs):
-    native.objc_library(**attrs)
+cc_binary = native.cc_binary
+cc_import = native.cc_import
+cc_library = native.cc_library
+cc_proto_library = native.cc_proto_library
+cc_test = native.cc_test
+cc_toolchain = native.cc_toolchain
+cc_toolchain_suite = native.cc_toolchain_suite
+objc_library = native.objc_library
