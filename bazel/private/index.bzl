@@ -28,13 +28,14 @@ _ARCHIVE_FORMS = [
     (".cpio", "cpio"),
 ]
 
-# A local sandbox presents every file of a directory input as a symlink to
-# its real path (outside the sandbox), and kmodidx resolves absolute links
-# inside the input, as an image would: a tree artifact would read as a tree
-# of dangling links. Unsandboxed, the action sees the real tree. This gives
-# up nothing: kmodidx reads only under --from and the files named on its
-# command line, all declared inputs. Remote execution and the caches are
-# unaffected (remote executors get real files).
+# A local sandbox presents every file of a tree artifact as a symlink to its
+# real path (outside the sandbox), and kmodidx resolves absolute links
+# inside the input, as an image would: the tree would read as dangling
+# links. Unsandboxed, the action sees the real tree. This gives up nothing:
+# kmodidx reads only under --from and the files named on its command line,
+# all declared inputs. Remote execution and the caches are unaffected
+# (remote executors get real files). A source directory is a single link in
+# the sandbox (is_directory is False for it) and stays sandboxed.
 _DIRECTORY_INPUT = {"no-sandbox": "1"}
 
 def output_form(name):
