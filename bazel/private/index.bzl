@@ -68,8 +68,8 @@ def _kmodidx_index_impl(ctx):
     args.add("--out", out.path)
     args.add("--format", form)
 
-    # Fixed, so that the bytes depend on the inputs only (the default would
-    # read SOURCE_DATE_EPOCH, which the action's empty environment lacks).
+    # Explicit, so that the bytes depend on the attributes and inputs only,
+    # never on a SOURCE_DATE_EPOCH (kmodidx's default source).
     args.add("--mtime", str(ctx.attr.mtime))
     args.add("--compat", ctx.attr.compat)
     args.add("--kernel-version-file", version_file)
