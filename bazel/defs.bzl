@@ -2,6 +2,10 @@
 
     load("@kmodidx//bazel:defs.bzl", "kmodidx_index")
     kmodidx_index(name = "idx", src = "rootfs.tar", out = "idx.tar")
+
+The kmodidx binary comes from `kmodidx_repositories` (WORKSPACE, see
+repositories.bzl) or the `kmodidx` module extension (bzlmod, see
+extensions.bzl).
 """
 
 load(
@@ -10,9 +14,7 @@ load(
     _kmodidx_index = "kmodidx_index",
     _kmodidx_index_rule = "kmodidx_index_rule",
 )
-load("//bazel:toolchain.bzl", _kmodidx_toolchain = "kmodidx_toolchain")
 
 KmodidxIndexInfo = _KmodidxIndexInfo
 kmodidx_index = _kmodidx_index
 kmodidx_index_rule = _kmodidx_index_rule
-kmodidx_toolchain = _kmodidx_toolchain

@@ -3,29 +3,38 @@
     kmodidx = use_extension("@kmodidx//bazel:extensions.bzl", "kmodidx")
     kmodidx.prebuilt(path = "/abs/path/to/kmodidx")
 
-The root module's tag wins. Without any, the toolchain fails at analysis
-with instructions; register your own kmodidx_toolchain (for example one that
-wraps a rules_rust build of kmodidx) to build from source.
+or, for a kmodidx that Bazel builds (for example with rules_rust):
+
+    kmodidx.tool(label = "//tools:kmodidx")
+
+The root module's tag wins. Without any, kmodidx_index targets fail at
+analysis with instructions.
 """
 
-load(":repositories.bzl", "kmodidx_toolchains_repository")
+load(":repositories.bzl", "kmodidx_tool_repository")
 
 _prebuilt = tag_class(
     doc = "Use the kmodidx binary at `path` (absolute, on the machine running Bazel).",
     attrs = {"path": attr.string(mandatory = True)},
 )
 
-def _kmodidx_impl(mctx):
-    path = ""
+_tool = tag_class(
+    doc = "Use the kmodidx binary this label builds, built for the execution platform.",
+    attrs = {"label": attr.label(mandatory = True)},
+)
 
-    # mctx.modules lists the root module first.
+def _kmodidx_impl(mctx):
+    # mctx.modules lists the root module first: its first tag wins.
     for mod in mctx.modules:
         for tag in mod.tags.prebuilt:
-            if not path:
-                path = tag.path
-    kmodidx_toolchains_repository(name = "kmodidx_toolchains", prebuilt = path)
+            kmodidx_tool_repository(name = "kmodidx_tool", prebuilt = tag.path)
+            return
+        for tag in mod.tags.tool:
+            kmodidx_tool_repository(name = "kmodidx_tool", tool = str(tag.label))
+            return
+    kmodidx_tool_repository(name = "kmodidx_tool")
 
 kmodidx = module_extension(
     implementation = _kmodidx_impl,
-    tag_classes = {"prebuilt": _prebuilt},
+    tag_classes = {"prebuilt": _prebuilt, "tool": _tool},
 )

@@ -2,20 +2,27 @@
 # Builds the example workspace (bazel/example) with a real Bazel, offline, on
 # a real kernel, and checks what the rules promise:
 #
+#   * the example's WORKSPACE is the documented one (only the two paths are
+#     this machine's) and builds with no flag but --nosandbox_debug: Bazel
+#     sets up no external repository beyond kmodidx's, the tool's and its
+#     own built-in ones;
 #   * the index of the kernel's rootfs tarball equals kmod 34.2's reference
 #     (ref-34.2) byte for byte, and the action's archive equals what
 #     `kmodidx build` writes from the command line;
 #   * a staged directory output (a tree artifact) works as the input of
 #     another kmodidx_index, and image rules see KmodidxIndexInfo;
 #   * symvers/kernel_version/compat/config reach kmodidx;
-#   * the action's command line holds no host path and its environment is
-#     empty;
+#   * the action runs @kmodidx_tool//:kmodidx, its command line holds no host
+#     path and its environment is empty; the prebuilt binary ties the action
+#     to Linux execution platforms;
 #   * after `bazel clean`, a rebuild with the same --disk_cache runs nothing:
 #     every kmodidx action is a cache hit;
-#   * strict = True fails the build, in kmod's words ("needs unknown symbol").
+#   * strict = True fails the build, in kmod's words ("needs unknown symbol");
+#   * with `kmodidx_repositories(tool = "//tools:kmodidx")` the action runs
+#     that target, built in the exec configuration, and writes the same index.
 #
 # Usage: bazel/test.sh KMODIDX [KERNEL_DEB [REFERENCE_DIR]]
-#   KMODIDX        the kmodidx binary the toolchain wraps (absolute or relative)
+#   KMODIDX        the kmodidx binary to use as `prebuilt` (absolute or relative)
 #   KERNEL_DEB     a kernel package; default: the 6.1 kernel of the corpus
 #                  ($KMODIDX_CORPUS, else ../shared/corpus beside the repo)
 #   REFERENCE_DIR  kmod 34.2's modules.* files for it; default:
@@ -41,15 +48,15 @@ done
 start=$SECONDS
 scratch=$(mktemp -d /tmp/kmodidx-bazel.XXXXXX)
 ws=$scratch/ws
+# The startup options and every flag but the first only isolate the test:
+# a private output root, no ~/.bazelrc, the disk cache the cache check
+# needs, quiet logs. --nosandbox_debug is the one flag a build of the
+# documented WORKSPACE needs with Debian's Bazel, whose /etc/bazel/bazelrc
+# turns sandbox_debug on. No --override_repository: the rule needs nothing
+# that Bazel would download.
 bazel_startup=(--nohome_rc "--output_user_root=$scratch/root" --max_idle_secs=600)
-# --nosandbox_debug: Debian's /etc/bazel/bazelrc turns sandbox_debug on.
-# rules_cc/rules_java: Bazel 4.x loads them to resolve any toolchain and would
-# download them; bazel/offline holds stand-ins (see bazel/offline/README.md).
 bazel_flags=(
     --nosandbox_debug
-    "--override_repository=kmodidx=$repo"
-    "--override_repository=rules_cc=$repo/bazel/offline/rules_cc"
-    "--override_repository=rules_java=$repo/bazel/offline/rules_java"
     "--disk_cache=$scratch/cache"
     --curses=no --color=no --show_progress_rate_limit=60
 )
@@ -95,7 +102,12 @@ same_as_reference() {
 
 # ---------------------------------------------------------------- workspace
 cp -r "$repo/bazel/example" "$ws"
-printf 'KMODIDX_PREBUILT = "%s"\n' "$kmodidx" >"$ws/kmodidx_prebuilt.bzl"
+# The example's WORKSPACE is the documented one; put this machine's paths in.
+sed -i -e "s|path = \"\.\./\.\.\"|path = \"$repo\"|" \
+    -e "s|prebuilt = \"/abs/path/to/kmodidx\"|prebuilt = \"$kmodidx\"|" "$ws/WORKSPACE.bazel"
+grep -qxF "local_repository(name = \"kmodidx\", path = \"$repo\")" "$ws/WORKSPACE.bazel" &&
+    grep -qxF "kmodidx_repositories(prebuilt = \"$kmodidx\")" "$ws/WORKSPACE.bazel" ||
+    fail "could not put this machine's paths into the example's WORKSPACE.bazel"
 mkdir "$scratch/kernel"
 dpkg-deb -x "$deb" "$scratch/kernel"
 versions=("$scratch"/kernel/lib/modules/*)
@@ -184,10 +196,15 @@ echo "  //strict:configured: the depmod.d file was applied, the manifest written
 (cd "$ws" && bazel "${bazel_startup[@]}" aquery "${bazel_flags[@]}" 'mnemonic(KmodidxIndex, //:idx)') \
     >"$scratch/aquery.log" 2>&1 || { show_log aquery; fail "bazel aquery failed"; }
 sed -n '/Command Line: (exec/,/)$/p' "$scratch/aquery.log" >"$scratch/cmdline"
-grep -q 'external/kmodidx_toolchains/bin/kmodidx' "$scratch/cmdline" || fail "the tool is not the toolchain's: $(cat "$scratch/cmdline")"
+grep -q 'external/kmodidx_tool/kmodidx' "$scratch/cmdline" || fail "the tool is not @kmodidx_tool's: $(cat "$scratch/cmdline")"
 ! grep -E '(^|[[:space:]])/' "$scratch/cmdline" >/dev/null || fail "a host path in the command line: $(cat "$scratch/cmdline")"
 ! grep -q "Environment:" "$scratch/aquery.log" || fail "the action has an environment: $(grep Environment: "$scratch/aquery.log")"
-echo "  aquery: the toolchain's kmodidx, execroot-relative paths only, no environment"
+echo "  aquery: @kmodidx_tool//:kmodidx, execroot-relative paths only, no environment"
+
+output_base=$(cd "$ws" && bazel "${bazel_startup[@]}" info "${bazel_flags[@]}" output_base 2>/dev/null)
+exec_bzl=$output_base/external/kmodidx_tool/exec.bzl
+grep -q '"@platforms//os:linux"' "$exec_bzl" || fail "the prebuilt is not tied to Linux execution platforms: $(cat "$exec_bzl")"
+echo "  the prebuilt runs on Linux execution platforms only ($(basename "$exec_bzl"): $(grep ^EXEC "$exec_bzl"))"
 
 # ---------------------------------------------- bazel clean, then cache hits
 cp "$bin/idx.tar" "$scratch/idx-first.tar"
@@ -207,5 +224,48 @@ fi
 grep -q "needs unknown symbol no_such_symbol" "$scratch/strict.log" || { show_log strict; fail "no 'needs unknown symbol' in the failure"; }
 [ ! -e "$bin/strict/strict.tar" ] || fail "a failed strict build left strict.tar"
 echo "  //strict:strict: failed as it must: $(grep -m1 'needs unknown symbol' "$scratch/strict.log")"
+
+# ------------------------------------- tool = a kmodidx that Bazel builds
+# As with a rules_rust build of kmodidx: //tools:kmodidx is a genrule, built
+# in the exec configuration, whose output the action runs.
+cp "$kmodidx" "$ws/tools/kmodidx.bin"
+sed -i "s|^kmodidx_repositories(prebuilt = .*)$|kmodidx_repositories(tool = \"//tools:kmodidx\")|" "$ws/WORKSPACE.bazel"
+grep -qxF 'kmodidx_repositories(tool = "//tools:kmodidx")' "$ws/WORKSPACE.bazel" || fail "could not switch the WORKSPACE to tool"
+run_bazel tool build //:idx || { show_log tool; fail "bazel build with tool = //tools:kmodidx failed"; }
+(cd "$ws" && bazel "${bazel_startup[@]}" aquery "${bazel_flags[@]}" 'mnemonic(KmodidxIndex, //:idx)') \
+    >"$scratch/aquery-tool.log" 2>&1 || { show_log aquery-tool; fail "bazel aquery failed"; }
+tool_path=$(sed -n 's/.*Command Line: (exec \([^ ]*\).*/\1/p' "$scratch/aquery-tool.log")
+case $tool_path in
+bazel-out/*-exec-*/bin/tools/kmodidx) ;;
+*) fail "with tool = //tools:kmodidx the action runs $tool_path, not the exec configuration's build of it" ;;
+esac
+cmp -s "$scratch/idx-first.tar" "$bin/idx.tar" || fail "idx.tar differs with tool = //tools:kmodidx"
+echo "  tool = //tools:kmodidx: the action runs $tool_path; idx.tar unchanged"
+
+# ------------------------------------------------------- setup mistakes
+# Each fails before any action runs, saying what to do. With no binary at
+# all (what the bzlmod extension does without a tag):
+sed -i "s|^kmodidx_repositories(.*)$|kmodidx_tool_repository(name = \"kmodidx_tool\")|; s|\"kmodidx_repositories\")$|\"kmodidx_tool_repository\")|" "$ws/WORKSPACE.bazel"
+grep -qxF 'kmodidx_tool_repository(name = "kmodidx_tool")' "$ws/WORKSPACE.bazel" || fail "could not switch the WORKSPACE to no binary"
+if run_bazel missing build //:idx; then fail "//:idx built without a kmodidx binary"; fi
+grep -q "no kmodidx binary is configured" "$scratch/missing.log" || { show_log missing; fail "no instructions without a binary"; }
+# A prebuilt that is not kmodidx:
+sed -i "s|^kmodidx_tool_repository(.*)$|kmodidx_tool_repository(name = \"kmodidx_tool\", prebuilt = \"$(type -P true)\")|" "$ws/WORKSPACE.bazel"
+if run_bazel wrong build //:idx; then fail "//:idx built with $(type -P true) as kmodidx"; fi
+grep -q "is not a working kmodidx" "$scratch/wrong.log" || { show_log wrong; fail "no clear error for a prebuilt that is not kmodidx"; }
+echo "  setup mistakes: no binary or a wrong prebuilt fails before any action runs, saying what to do"
+
+# Offline means nothing was downloaded: the only external repositories are
+# kmodidx's, the tool's and Bazel's built-in ones (no @rules_cc and no
+# @rules_java, which a toolchain would have made Bazel 4 fetch), with either
+# way of giving the tool.
+externals=$(ls "$output_base/external" | grep -v '^@' | tr '\n' ' ')
+for repository in $externals; do
+    case $repository in
+    bazel_tools | kmodidx | kmodidx_tool | local_config_platform | platforms) ;;
+    *) fail "Bazel set up @$repository (external repositories: $externals)" ;;
+    esac
+done
+echo "  external repositories: $externals"
 
 echo "bazel/test.sh: all checks passed in $((SECONDS - start)) s"

@@ -1,6 +1,9 @@
 """The kmodidx_index rule. Load it from @kmodidx//bazel:defs.bzl."""
 
-_TOOLCHAIN_TYPE = Label("//bazel:toolchain_type")
+# Written by kmodidx_repositories (WORKSPACE) or the kmodidx module
+# extension (bzlmod): the constraints a prebuilt binary puts on the
+# execution platform (its OS and CPU), none for a binary Bazel builds.
+load("@kmodidx_tool//:exec.bzl", "EXEC_COMPATIBLE_WITH")
 
 KmodidxIndexInfo = provider(
     doc = "What a kmodidx_index target produced, for image rules to consume.",
@@ -99,7 +102,9 @@ def _kmodidx_index_impl(ctx):
     outputs = [out, version_file] + ([manifest] if manifest else [])
 
     ctx.actions.run(
-        executable = ctx.toolchains[_TOOLCHAIN_TYPE].kmodidx,
+        # files_to_run, not the File: a binary built by Bazel brings its
+        # runfiles along.
+        executable = ctx.attr._kmodidx[DefaultInfo].files_to_run,
         arguments = [args],
         inputs = inputs,
         outputs = outputs,
@@ -157,8 +162,23 @@ kmodidx_index_rule = rule(
         "mtime": attr.int(doc = "Timestamp of every output entry.", default = 0),
         "manifest_file": attr.output(doc = "Write the manifest here, beside the output (set by the macro's `manifest`)."),
         "no_manifest": attr.bool(doc = "Write no manifest (set by the macro's `manifest = False`)."),
+        # The tool, built for (or taken as is for) the execution platform:
+        # an exec-configured dependency, never a binary from the host PATH.
+        # kmodidx_repositories (or the bzlmod extension) points
+        # @kmodidx_tool//:kmodidx at a prebuilt binary or at a label
+        # (`tool = ...`), such as a rules_rust build of kmodidx.
+        # Not a toolchain: to resolve any toolchain, Bazel 4 loads every
+        # registered toolchain package, and its own JDK toolchains load
+        # @rules_java and @rules_cc, which it downloads; an offline build
+        # would fail before analysing the first target.
+        "_kmodidx": attr.label(
+            default = Label("@kmodidx_tool//:kmodidx"),
+            executable = True,
+            allow_files = True,
+            cfg = "exec",
+        ),
     },
-    toolchains = [str(_TOOLCHAIN_TYPE)],
+    exec_compatible_with = EXEC_COMPATIBLE_WITH,
 )
 
 def kmodidx_index(name, manifest = None, **kwargs):

@@ -1,8 +1,11 @@
 //! The Bazel rules in `bazel/`: `bazel/test.sh` builds the example workspace
-//! (`bazel/example`) with a real Bazel (Debian's bazel-bootstrap, offline)
-//! on the corpus's 6.1 kernel, and checks the index against kmod 34.2's
-//! reference, the tree-artifact and provider plumbing, the hermetic command
-//! line, the disk-cache hit after `bazel clean` and the strict failure.
+//! (`bazel/example`, whose WORKSPACE is the documented one) with a real Bazel
+//! (Debian's bazel-bootstrap, offline, `--nosandbox_debug` the only build
+//! flag) on the corpus's 6.1 kernel, and checks the index against kmod
+//! 34.2's reference, the tree-artifact and provider plumbing, the hermetic
+//! command line, the disk-cache hit after `bazel clean`, the strict failure,
+//! a Bazel-built tool (`tool =`), the setup errors, and that Bazel fetched
+//! nothing.
 //!
 //! Needs `bazel` on PATH and the corpus. Without them the test says so
 //! loudly and passes, except in CI (`CI` set), where .ci/run installs Bazel
