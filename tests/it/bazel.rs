@@ -7,9 +7,9 @@
 //! a Bazel-built tool (`tool =`), the setup errors, and that Bazel fetched
 //! nothing.
 //!
-//! Needs `bazel` on PATH and the corpus. Without them the test says so
-//! loudly and passes, except in CI (`CI` set), where .ci/run installs Bazel
-//! and a missing piece is a failure.
+//! Needs `bazel` on PATH and the corpus: without them, a loud skip, except
+//! in CI (`CI` set), where .ci/run installs Bazel and a missing piece is a
+//! failure.
 
 use std::process::Command;
 
@@ -21,23 +21,14 @@ fn have_bazel() -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI needs Bazel: apt-get install bazel-bootstrap"
-        );
-        eprintln!("\n*** SKIPPED Bazel rules test: no `bazel` on PATH (apt-get install bazel-bootstrap) ***\n");
+        missing("`bazel` on PATH (apt-get install bazel-bootstrap) for the Bazel rules test");
     }
     found
 }
 
 #[test]
 fn example_workspace_indexes_the_corpus_kernel_hermetically() {
-    let corpus = corpus_dir();
-    assert!(
-        corpus.is_some() || std::env::var_os("CI").is_none(),
-        "CI needs the kernel corpus at ../shared/corpus"
-    );
-    let Some(corpus) = corpus else { return };
+    let Some(corpus) = corpus_dir() else { return };
     if !have_bazel() {
         return;
     }
