@@ -50,10 +50,10 @@ scratch=$(mktemp -d /tmp/kmodidx-bazel.XXXXXX)
 ws=$scratch/ws
 # The startup options and every flag but the first only isolate the test:
 # a private output root, no ~/.bazelrc, the disk cache the cache check
-# needs, quiet logs. --nosandbox_debug is the one flag a build of the
-# documented WORKSPACE needs with Debian's Bazel, whose /etc/bazel/bazelrc
-# turns sandbox_debug on. No --override_repository: the rule needs nothing
-# that Bazel would download.
+# needs, quiet logs. --nosandbox_debug is the one flag the documented use
+# asks for with Debian's Bazel, whose /etc/bazel/bazelrc turns sandbox_debug
+# on. No --override_repository: the rule needs nothing that Bazel would
+# download.
 bazel_startup=(--nohome_rc "--output_user_root=$scratch/root" --max_idle_secs=600)
 bazel_flags=(
     --nosandbox_debug
