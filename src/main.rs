@@ -26,6 +26,7 @@ enum Command {
     /// Exit status: 0 on success, 1 when problems were found in the modules
     /// (--strict findings, a dependency cycle), 2 when the run could not
     /// complete.
+    // Boxed: the build options outweigh the other commands' by far.
     Build(Box<cli::build::BuildArgs>),
     /// Check an output directory or archive against its manifest, or
     /// (with --from) against a fresh build. Exit status: 0 when all

@@ -52,6 +52,13 @@ pub struct BuildArgs {
     #[arg(long)]
     pub no_manifest: bool,
 
+    /// Also write the kernel version that was indexed, and a newline, to
+    /// this file, for build systems that learn it only from the input (the
+    /// Bazel rule's kernel_version_file). Written only when the build
+    /// succeeds.
+    #[arg(long, value_name = "PATH")]
+    pub kernel_version_file: Option<PathBuf>,
+
     /// Print errors only, no warnings.
     #[arg(long, short, conflicts_with = "verbose")]
     pub quiet: bool,
@@ -331,6 +338,12 @@ pub fn run(args: &BuildArgs) -> u8 {
     };
     if let Err(e) = written {
         return error(e);
+    }
+    if let Some(path) = &args.kernel_version_file {
+        let line = format!("{}\n", built.kernel_version);
+        if let Err(e) = write::write_bytes_atomically(path, line.as_bytes()) {
+            return error(e);
+        }
     }
     if verbosity == Verbosity::Verbose {
         eprint_line(&format!(

@@ -47,9 +47,9 @@ pub fn decompress(bytes: &[u8], limit: u64) -> Result<Cow<'_, [u8]>, DecompressE
         Compression::Zstd => return decompress_zstd(bytes, limit).map(Cow::Owned),
         Compression::Gzip | Compression::Xz => {}
     }
-    let mut reader = format
-        .decoder_within(bytes, limit)
-        .map_err(|e| corrupt(format, &e))?;
+    // No window limit: the decoder's window fills only as far as the
+    // output, which read_capped stops at `limit`.
+    let mut reader = format.decoder(bytes).map_err(|e| corrupt(format, &e))?;
     // Sizing the buffer right from the start avoids reallocating (and
     // briefly holding twice) a large image while it grows.
     let hint = match format {
@@ -99,7 +99,7 @@ fn checked_hint(
 /// kmod up to 33 does: as a stream of frames, up to `limit` bytes.
 pub fn decompress_zstd_streamed(bytes: &[u8], limit: u64) -> Result<Vec<u8>, DecompressError> {
     let decoder = Compression::Zstd
-        .decoder_within(bytes, limit)
+        .decoder(bytes)
         .map_err(|e| corrupt(Compression::Zstd, &e))?;
     read_capped(decoder, Compression::Zstd, limit, 0)
 }
@@ -125,9 +125,7 @@ pub fn decompress_stream(
             return decompress(&bytes, limit).map(Cow::into_owned);
         }
     };
-    let mut reader = format
-        .decoder_within(source, limit)
-        .map_err(|e| corrupt(format, &e))?;
+    let mut reader = format.decoder(source).map_err(|e| corrupt(format, &e))?;
     let capacity = checked_hint(&mut reader, format, hint, limit)?;
     read_capped(reader, format, limit, capacity)
 }

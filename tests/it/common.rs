@@ -6,6 +6,7 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -27,6 +28,19 @@ pub fn kmodidx_build(from: &Path, out: &Path, extra: &[&str], env: &[(&str, &str
     ];
     args.extend_from_slice(extra);
     kmodidx_env(&args, env)
+}
+
+/// [`kmodidx_build`], which must succeed.
+pub fn build_ok(from: &Path, out: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    let run = kmodidx_build(from, out, extra, env);
+    assert!(
+        run.status.success(),
+        "kmodidx build --from {} --out {} {extra:?} failed: {}",
+        from.display(),
+        out.display(),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    run
 }
 
 pub fn kmodidx_env(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -145,8 +159,90 @@ pub fn build_lines(stderr: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// `cp -a FROM TO`.
+pub fn copy_tree(from: &Path, to: &Path) {
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("run cp");
+    assert!(
+        status.success(),
+        "cp -a {} {}",
+        from.display(),
+        to.display()
+    );
+}
+
+/// Everything below `dir` (not following symlinks): path → contents
+/// (a symlink's contents are its target, prefixed to keep them apart).
+pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            let rel = path
+                .strip_prefix(base)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let ty = entry.file_type().unwrap();
+            if ty.is_symlink() {
+                let target = fs::read_link(&path).unwrap();
+                out.insert(
+                    rel,
+                    [b"-> ".as_slice(), target.as_os_str().as_encoded_bytes()].concat(),
+                );
+            } else if ty.is_dir() {
+                walk(base, &path, out);
+            } else {
+                out.insert(rel, fs::read(&path).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Every file below `dir` whose name contains `.ko` (compressed modules
+/// included), not following symlinks, sorted.
+pub fn module_files(dir: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let ty = entry.file_type().unwrap();
+            if ty.is_dir() {
+                walk(&entry.path(), out);
+            } else if ty.is_file() && entry.file_name().to_string_lossy().contains(".ko") {
+                out.push(entry.path());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Whether this is a CI run (`CI` set), where nothing may be skipped.
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some()
+}
+
+/// Something a test needs is missing: a failure in CI, a loud skip elsewhere.
+pub fn missing(what: &str) {
+    assert!(!in_ci(), "CI needs {what}");
+    eprintln!("\n*** SKIPPED: no {what} ***\n");
+}
+
 /// The kernel corpus: `../shared/corpus` beside the repository, or where
-/// `KMODIDX_CORPUS` points. `None`, said loudly, when it is absent.
+/// `KMODIDX_CORPUS` points. `None`, said loudly, when it is absent; in CI
+/// its absence is a failure.
 pub fn corpus_dir() -> Option<PathBuf> {
     let dir = match std::env::var_os("KMODIDX_CORPUS") {
         Some(dir) => PathBuf::from(dir),
@@ -155,73 +251,168 @@ pub fn corpus_dir() -> Option<PathBuf> {
     if dir.join("debian").is_dir() {
         Some(dir)
     } else {
-        eprintln!(
-            "\n*** SKIPPED: no kernel corpus at {} (set KMODIDX_CORPUS) ***\n",
+        missing(&format!(
+            "kernel corpus at {} (set KMODIDX_CORPUS)",
             dir.display()
-        );
+        ));
         None
     }
 }
 
 /// Debian's depmod (kmod 30), the live oracle. Without it the comparison is
-/// skipped loudly, except in CI (`CI` set), where .ci/run installs it.
+/// skipped loudly, except in CI, where .ci/run installs it.
 pub fn live_depmod30() -> Option<PathBuf> {
     let found = ["/usr/sbin/depmod", "/sbin/depmod"]
         .into_iter()
         .map(PathBuf::from)
         .find(|p| p.exists());
     if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI needs Debian's depmod: apt-get install kmod"
-        );
-        eprintln!("\n*** SKIPPED live depmod 30 comparison: install Debian's kmod package ***\n");
+        missing("Debian's depmod (apt-get install kmod) for the live depmod 30 comparison");
     }
     found
 }
 
-/// An unpacked kernel package of the corpus.
+/// Runs `depmod -b COPY EXTRA... VERSION` on a copy of `root`'s top
+/// directory of `module_dir` (`lib/modules` or `usr/lib/modules`) and
+/// returns the files it wrote.
+pub fn depmod_on_copy(
+    depmod: &Path,
+    root: &Path,
+    module_dir: &str,
+    version: &str,
+    extra: &[&str],
+) -> BTreeMap<String, Vec<u8>> {
+    let copy = tempfile::tempdir().unwrap();
+    let top = module_dir.split('/').next().unwrap();
+    copy_tree(&root.join(top), copy.path());
+    let run = Command::new(depmod)
+        .arg("-b")
+        .arg(copy.path())
+        .args(extra)
+        .arg(version)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{} failed: {}",
+        depmod.display(),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    depmod_written(&copy.path().join(module_dir).join(version))
+}
+
+/// `dpkg-deb -x DEB ROOT`.
+pub fn unpack_deb(deb: &Path, root: &Path) {
+    let status = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(deb)
+        .arg(root)
+        .status()
+        .expect("dpkg-deb is needed to unpack kernel packages");
+    assert!(status.success(), "unpacking {}", deb.display());
+}
+
+/// The kernels of the corpus. Each corpus test has one `#[test]` per kernel
+/// (see [`for_each_kernel`]); `corpus_holds_the_tested_kernels` checks that
+/// this list is the corpus.
+pub const CORPUS_KERNELS: [&str; 2] = ["6.1.0-56-cloud-amd64", "6.12.115+deb12-cloud-amd64"];
+
+/// One kernel package of the corpus, unpacked. The tree is shared by every
+/// test of the run (and kept under the target directory between runs):
+/// read it, or write into a [`Kernel::private_copy`].
 pub struct Kernel {
-    /// Scratch space; the package is unpacked into its `root/`.
-    pub dir: tempfile::TempDir,
     pub root: PathBuf,
     pub version: String,
     /// depmod 34.2's output for it (`<corpus>/<version>/ref-34.2/`).
     pub reference: PathBuf,
+    /// The kernel's `Module.symvers` (`<corpus>/<version>/Module.symvers`).
+    pub symvers: PathBuf,
 }
 
-/// Unpacks every package in `<corpus>/debian/` with `dpkg-deb -x`.
-pub fn unpack_corpus(corpus: &Path) -> Vec<Kernel> {
-    let mut debs: Vec<PathBuf> = fs::read_dir(corpus.join("debian"))
+impl Kernel {
+    /// A copy of the unpacked package to write into, and its root.
+    pub fn private_copy(&self) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        copy_tree(&self.root, &root);
+        (dir, root)
+    }
+}
+
+/// The package file of kernel `version` in `<corpus>/debian/`.
+fn corpus_deb(corpus: &Path, version: &str) -> Option<PathBuf> {
+    fs::read_dir(corpus.join("debian"))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "deb"))
-        .collect();
-    debs.sort();
-    assert!(!debs.is_empty(), "no .deb in {}", corpus.display());
-    debs.iter()
-        .map(|deb| {
-            let dir = tempfile::tempdir().unwrap();
-            let root = dir.path().join("root");
-            let status = Command::new("dpkg-deb")
-                .arg("-x")
-                .arg(deb)
-                .arg(&root)
-                .status()
-                .expect("dpkg-deb is needed to unpack the corpus");
-            assert!(status.success(), "unpacking {}", deb.display());
-            let version = only_version(&root.join("lib/modules"));
-            let reference = corpus.join(&version).join("ref-34.2");
-            assert!(reference.is_dir(), "no reference output for {version}");
-            Kernel {
-                dir,
-                root,
-                version,
-                reference,
-            }
+        .find(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.ends_with(".deb")
+                && (name.starts_with(&format!("linux-image-{version}_"))
+                    || name.starts_with(&format!("linux-image-{version}-unsigned_")))
         })
-        .collect()
 }
+
+/// Kernel `version` of the corpus, unpacked once; `None` (said loudly) when
+/// there is no corpus outside CI. A corpus without that kernel fails.
+pub fn corpus_kernel(version: &str) -> Option<&'static Kernel> {
+    static UNPACKED: OnceLock<Mutex<BTreeMap<String, &'static Kernel>>> = OnceLock::new();
+    let corpus = corpus_dir()?;
+    let mut unpacked = UNPACKED.get_or_init(Default::default).lock().unwrap();
+    if let Some(kernel) = unpacked.get(version) {
+        return Some(kernel);
+    }
+    let deb = corpus_deb(&corpus, version)
+        .unwrap_or_else(|| panic!("no package of {version} in {}/debian", corpus.display()));
+    // Unpacked trees are kept between runs, keyed by package name and size.
+    let size = fs::metadata(&deb).unwrap().len();
+    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("corpus");
+    let root = cache.join(format!(
+        "{}-{size}",
+        deb.file_stem().unwrap().to_string_lossy()
+    ));
+    if !root.is_dir() {
+        fs::create_dir_all(&cache).unwrap();
+        let partial = tempfile::tempdir_in(&cache).unwrap();
+        unpack_deb(&deb, &partial.path().join("root"));
+        // Another test run may have finished first; its tree is as good.
+        let _ = fs::rename(partial.path().join("root"), &root);
+    }
+    let found = only_version(&root.join("lib/modules"));
+    assert_eq!(found, version, "{} holds another kernel", deb.display());
+    let reference = corpus.join(version).join("ref-34.2");
+    assert!(reference.is_dir(), "no reference output for {version}");
+    let kernel: &'static Kernel = Box::leak(Box::new(Kernel {
+        root,
+        version: version.to_string(),
+        reference,
+        symvers: corpus.join(version).join("Module.symvers"),
+    }));
+    unpacked.insert(version.to_string(), kernel);
+    Some(kernel)
+}
+
+/// Runs `check` on corpus kernel `version` (see [`corpus_kernel`]).
+pub fn with_kernel(version: &str, check: impl FnOnce(&Kernel)) {
+    if let Some(kernel) = corpus_kernel(version) {
+        check(kernel);
+    }
+}
+
+/// One `#[test]` per corpus kernel, each running `$check` (an
+/// `Fn(&Kernel)`) on it. Use it inside a module named after the check.
+macro_rules! for_each_kernel {
+    ($check:expr) => {
+        #[test]
+        fn linux_6_1_0_56_cloud_amd64() {
+            $crate::common::with_kernel($crate::common::CORPUS_KERNELS[0], $check)
+        }
+        #[test]
+        fn linux_6_12_115_deb12_cloud_amd64() {
+            $crate::common::with_kernel($crate::common::CORPUS_KERNELS[1], $check)
+        }
+    };
+}
+pub(crate) use for_each_kernel;
 
 // ---------------------------------------------------------------------------
 // Walking a tree and packing it.

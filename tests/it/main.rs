@@ -6,11 +6,13 @@
 mod common;
 
 mod archives;
+mod bazel;
 mod build_checks;
 mod build_cli;
 mod corpus;
 mod depmod_cli;
 mod extra_kernels;
+mod fixturegen;
 mod fixtures;
 mod hostile;
 mod robustness;
