@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Builds the seed corpus of every target into OUT (default /tmp/kmodidx-seeds)
-# from the fixtures and the shared kernels (../shared/corpus, or $CORPUS).
+# from the fixtures and the shared kernels (../shared/corpus, or
+# $KMODIDX_CORPUS as for the tests).
 # Needs dpkg-deb, tar, cpio, gzip, xz, zstd, /sbin/modinfo, python3.
 #   fuzz/seeds.sh [OUT]
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-corpus=${CORPUS:-$repo/../shared/corpus}
+corpus=${KMODIDX_CORPUS:-$repo/../shared/corpus}
 S=${1:-/tmp/kmodidx-seeds}
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 rm -rf "$S"; mkdir -p "$S"/{module,tar,cpio,config,kernel_symbols,module_files,manifest}
@@ -18,11 +19,13 @@ K1=$(echo "$work"/k1/lib/modules/*); K2=$(echo "$work"/k2/lib/modules/*)
 # and a few recompressed with gzip and zstd.
 i=0; while read -r f; do cp "$f" "$S/module/fx$i-$(basename "$f")"; i=$((i+1)); done \
     < <(find "$repo/fixtures" -name '*.ko*' | sort)
-find "$K1/kernel" -name '*.ko' -size -24k | sort | awk 'NR%6==0' | head -40 |
+# (awk rather than head keeps reading: no SIGPIPE under pipefail)
+find "$K1/kernel" -name '*.ko' -size -24k | sort | awk 'NR%6==0 && ++n<=40' |
     while read -r f; do cp "$f" "$S/module/k1-$(basename "$f")"; done
-find "$K2/kernel" -name '*.ko.xz' -size -10k | sort | awk 'NR%8==0' | head -25 |
+find "$K2/kernel" -name '*.ko.xz' -size -10k | sort | awk 'NR%8==0 && ++n<=25' |
     while read -r f; do cp "$f" "$S/module/k2-$(basename "$f")"; done
-for f in $(ls "$S"/module/k1-* | head -6); do gzip -9 -c "$f" > "$f.gz"; zstd -q -19 -c "$f" > "$f.zst"; done
+k1=("$S"/module/k1-*)
+for f in "${k1[@]:0:6}"; do gzip -9 -c "$f" > "$f.gz"; zstd -q -19 -c "$f" > "$f.zst"; done
 
 # tar and cpio: small trees (links, hard links, long names, sparse files,
 # depmod.d, a Module.symvers) in every format, each behind the mode byte of
@@ -85,11 +88,11 @@ cd "$S/module_files"; SEP=$'\n%%%%\n'
 mk() { { cat "$1"; printf '%s' "$SEP"; cat "$2"; printf '%s' "$SEP"; cat "$3"; printf '%s' "$SEP"; cat "$4"; } > "$5"; }
 head -40 "$K1/modules.order" > "$work/o"; head -40 "$K1/modules.builtin" > "$work/b"
 head -c 3000 "$K1/modules.builtin.modinfo" > "$work/m"
-/sbin/modinfo -F alias "$(find "$K1/kernel" -name virtio_net.ko)" | head -40 > "$work/a"
+/sbin/modinfo -F alias "$(find "$K1/kernel" \( -name virtio_net.ko -o -name e1000.ko \) -print -quit)" | awk 'NR<=40' > "$work/a"
 mk "$work/o" "$work/b" "$work/m" "$work/a" k1
 tail -40 "$K2/modules.order" > "$work/o"; tail -40 "$K2/modules.builtin" > "$work/b"
 tail -c 3000 "$K2/modules.builtin.modinfo" > "$work/m"
-/sbin/modinfo -F alias "$(find "$K2/kernel" -name usb-storage.ko.xz)" | head -40 > "$work/a"
+/sbin/modinfo -F alias "$(find "$K2/kernel" -name virtio_net.ko.xz -print -quit)" | awk 'NR<=40' > "$work/a"
 mk "$work/o" "$work/b" "$work/m" "$work/a" k2
 printf 'pci:v00008086d*sv*sd*bc*sc*i*\nusb:v1234p[0-9]*d*\nacpi*:PNP0C0[-A]:*\nfs-ext4\n[unmatched\n' > "$work/a"
 for d in "$repo"/fixtures/trees/*/lib/modules/*/; do
