@@ -18,6 +18,7 @@ use kmodidx::depmod::kernel_symbols::{parse_symvers, parse_system_map};
 use kmodidx::depmod::order::{module_order, uncompressed_relpath, DuplicateRule};
 use kmodidx::index::files::{render, BuiltinInputs, FileOptions, IndexedModule};
 use kmodidx::index::trie::Layout;
+use kmodidx::module::read::{MetaParser, ModuleReader, ModuleSource};
 use kmodidx::module::ModuleMeta;
 use kmodidx::output::manifest::Manifest;
 use kmodidx::output::verify;
@@ -123,35 +124,38 @@ pub fn wrap_archive(data: &[u8]) -> Vec<u8> {
     }
 }
 
-/// A tar or cpio archive (see [`wrap_archive`]) read as `--from` reads it,
-/// then walked through the tree interface the pipeline uses, and scanned as
-/// `verify` scans an output archive.
+/// A tar or cpio archive (see [`wrap_archive`]) read as `--from` reads it
+/// (from a reader, as `--from -` does), then walked through the tree
+/// interface the pipeline uses, and scanned (from a file) as `verify` scans
+/// an output archive.
 pub fn archive(data: &[u8]) {
     let bytes = wrap_archive(data);
     scratch(|file, path| {
-        fill(file, &bytes);
-        let spill = path.parent().map(|p| p.to_path_buf());
         let opts = ArchiveOptions {
             max_input_size: ARCHIVE_LIMIT,
-            max_module_size: MODULE_LIMIT,
             max_small_file: 1 << 20,
             keep: vec![b"Module.symvers".to_vec()],
-            spill_dir: spill,
-            hash_modules: true,
+            spill_dir: path.parent().map(|p| p.to_path_buf()),
         };
-        if let Ok(tree) = ArchiveTree::open(path, &opts) {
+        let parser = MetaParser {
+            max_module_size: MODULE_LIMIT,
+        };
+        let name = std::path::Path::new("fuzz-input");
+        if let Ok(tree) = ArchiveTree::from_reader(name, &bytes[..], &opts, &parser) {
             let _ = tree.notes();
-            let _ = tree.format();
             let mut budget = 2000usize;
             walk(&tree, Vec::new(), 0, &mut budget);
         }
+        fill(file, &bytes);
         let _ = verify::scan(path, ARCHIVE_LIMIT);
     });
 }
 
 /// Visits a tree as discovery would, following links, to a bounded depth and
-/// number of entries (a link loop is the tree's to report, not to recurse).
-fn walk(tree: &dyn Tree, dir: Vec<u8>, depth: usize, budget: &mut usize) {
+/// number of entries (a link loop is the tree's to report, not to recurse),
+/// and asks for each module both as parsed while the archive streamed past
+/// and as read back whole (from the spill file).
+fn walk(tree: &ArchiveTree<ModuleMeta>, dir: Vec<u8>, depth: usize, budget: &mut usize) {
     let Ok(entries) = tree.read_dir(&dir) else {
         return;
     };
@@ -175,7 +179,8 @@ fn walk(tree: &dyn Tree, dir: Vec<u8>, depth: usize, budget: &mut usize) {
                     || path.ends_with(b".ko.xz")
                     || path.ends_with(b".ko.zst")
                 {
-                    let _ = tree.module_meta(&path, MODULE_LIMIT);
+                    let _ = tree.parsed(&path);
+                    let _ = ModuleReader::tree(tree, MODULE_LIMIT).module_meta(&path);
                 }
             }
             _ => {}
@@ -249,7 +254,7 @@ pub fn module_files(data: &[u8]) {
         .iter()
         .map(|r| {
             let file = r.rsplit(|&b| b == b'/').next().unwrap_or_default();
-            kmodidx::depmod::discover::modname(file)
+            kmodidx::layout::modname(file)
         })
         .collect();
     let name_refs: Vec<&[u8]> = names.iter().map(Vec::as_slice).collect();
