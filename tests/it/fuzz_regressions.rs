@@ -57,37 +57,25 @@ fn replay(target: &str, entry: fn(&[u8])) {
     );
 }
 
-#[test]
-fn module() {
-    replay("module", harness::module);
+/// One `#[test]` per fuzz target, named after it, replaying its corpus
+/// through its entry point (tar and cpio share the archive reader).
+macro_rules! targets {
+    ($($target:ident => $entry:path),* $(,)?) => {
+        $(
+            #[test]
+            fn $target() {
+                replay(stringify!($target), $entry);
+            }
+        )*
+    };
 }
 
-#[test]
-fn tar() {
-    replay("tar", harness::archive);
-}
-
-#[test]
-fn cpio() {
-    replay("cpio", harness::archive);
-}
-
-#[test]
-fn config() {
-    replay("config", harness::config);
-}
-
-#[test]
-fn kernel_symbols() {
-    replay("kernel_symbols", harness::kernel_symbols);
-}
-
-#[test]
-fn module_files() {
-    replay("module_files", harness::module_files);
-}
-
-#[test]
-fn manifest() {
-    replay("manifest", harness::manifest);
+targets! {
+    module => harness::module,
+    tar => harness::archive,
+    cpio => harness::archive,
+    config => harness::config,
+    kernel_symbols => harness::kernel_symbols,
+    module_files => harness::module_files,
+    manifest => harness::manifest,
 }
