@@ -14,4 +14,5 @@ mod depmod_cli;
 mod extra_kernels;
 mod fixturegen;
 mod fixtures;
+mod query;
 mod robustness;
