@@ -15,4 +15,5 @@ mod extra_kernels;
 mod fixturegen;
 mod fixtures;
 mod fuzz_regressions;
+mod query;
 mod robustness;
