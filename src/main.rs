@@ -32,6 +32,15 @@ enum Command {
     /// (with --from) against a fresh build. Exit status: 0 when all
     /// matches, 1 when something differs, 2 on errors.
     Verify(cli::verify::VerifyArgs),
+    /// Offline queries on a tree, archive or build output: what modprobe
+    /// would load (deps), resolve (resolve), why a module needs another
+    /// (why), and a binary index as text (dump).
+    #[command(subcommand)]
+    Query(cli::query::QueryCommand),
+    /// Compare two trees, archives or build outputs: modules, dependencies,
+    /// aliases, exported symbols and CRCs. Exit status: 0 when equal, 1
+    /// when different, 2 on errors.
+    Diff(cli::query::DiffArgs),
     /// Drop-in replacement for kmod's depmod, with its options and
     /// behaviour (see `kmodidx depmod -h`). Also used when kmodidx is
     /// invoked as `depmod`, for example through a symlink.
@@ -87,6 +96,8 @@ fn main() -> ExitCode {
     match &cli.command {
         Command::Build(args) => ExitCode::from(cli::build::run(args)),
         Command::Verify(args) => ExitCode::from(cli::verify::run(args)),
+        Command::Query(command) => ExitCode::from(cli::query::run(command)),
+        Command::Diff(args) => ExitCode::from(cli::query::run_diff(args)),
         Command::Depmod { args } => depmod_status(cli::depmod::run("depmod", args)),
     }
 }

@@ -163,6 +163,19 @@ impl Refused {
     }
 }
 
+/// A small deterministic pseudo-random generator (xorshift64) for tests
+/// that try many inputs: a failure reproduces from its seed.
+#[cfg(test)]
+pub(crate) fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut state = seed;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -309,14 +309,10 @@ fn none_readable_text(
     )
 }
 
-/// Runs the build: everything up to the bytes to write, in memory.
-pub fn build(from: &Path, opts: &Options) -> Result<Built, BuildError> {
-    let mut diagnostics = Vec::new();
-    let fail = |failure: Failure, version: Option<&str>, diagnostics: Vec<Diagnostic>| BuildError {
-        failure: Box::new(failure),
-        kernel_version: version.map(str::to_string),
-        diagnostics,
-    };
+/// Opens `from` as [`build`] reads it: an archive keeps what `opts` needs
+/// (a symbol file inside the input, the module bytes of a staged output),
+/// and its modules are parsed as it streams past.
+pub fn open(from: &Path, opts: &Options) -> Result<Input<ModuleMeta>, BuildError> {
     // Symbol files that are not on the host are looked up in the input,
     // so an archive must keep them while it streams.
     let symbols_in_input = opts.symbols.as_ref().filter(|s| !s.path.exists());
@@ -336,15 +332,40 @@ pub fn build(from: &Path, opts: &Options) -> Result<Built, BuildError> {
     let parser = MetaParser {
         max_module_size: opts.limits.max_module_size,
     };
-    let input =
-        open_input(from, &archive_opts, &parser).map_err(|e| fail(e.into(), None, Vec::new()))?;
+    let input = open_input(from, &archive_opts, &parser).map_err(|e| BuildError {
+        failure: Box::new(e.into()),
+        kernel_version: None,
+        diagnostics: Vec::new(),
+    })?;
     if !input.is_dir() && !opts.follow_links_under.is_empty() {
-        return Err(fail(
-            Failure::FollowLinksInArchive(from.to_path_buf()),
-            None,
-            Vec::new(),
-        ));
+        return Err(BuildError {
+            failure: Box::new(Failure::FollowLinksInArchive(from.to_path_buf())),
+            kernel_version: None,
+            diagnostics: Vec::new(),
+        });
     }
+    Ok(input)
+}
+
+/// Runs the build: everything up to the bytes to write, in memory.
+pub fn build(from: &Path, opts: &Options) -> Result<Built, BuildError> {
+    let input = open(from, opts)?;
+    build_opened(from, input, opts)
+}
+
+/// [`build`] over an input already opened with [`open`] and the same
+/// options (so that a caller can look at the input first).
+pub fn build_opened(
+    from: &Path,
+    input: Input<ModuleMeta>,
+    opts: &Options,
+) -> Result<Built, BuildError> {
+    let mut diagnostics = Vec::new();
+    let fail = |failure: Failure, version: Option<&str>, diagnostics: Vec<Diagnostic>| BuildError {
+        failure: Box::new(failure),
+        kernel_version: version.map(str::to_string),
+        diagnostics,
+    };
     let tree = input.tree();
     let limit = opts.limits.max_module_size;
     let Located {

@@ -5,6 +5,7 @@
 pub mod build;
 pub mod depmod;
 pub mod getopt;
+pub mod query;
 pub mod verify;
 
 use std::io::{self, Write};

@@ -262,12 +262,25 @@ pub fn corpus_dir() -> Option<PathBuf> {
 /// Debian's depmod (kmod 30), the live oracle. Without it the comparison is
 /// skipped loudly, except in CI, where .ci/run installs it.
 pub fn live_depmod30() -> Option<PathBuf> {
-    let found = ["/usr/sbin/depmod", "/sbin/depmod"]
+    live_kmod30("depmod")
+}
+
+/// Debian's modprobe (kmod 30), the live oracle of `query deps` and
+/// `query resolve`; as [`live_depmod30`].
+pub fn live_modprobe30() -> Option<PathBuf> {
+    live_kmod30("modprobe")
+}
+
+/// Debian's kmod 30 tool `name` in /usr/sbin or /sbin.
+fn live_kmod30(name: &str) -> Option<PathBuf> {
+    let found = ["/usr/sbin", "/sbin"]
         .into_iter()
-        .map(PathBuf::from)
+        .map(|dir| Path::new(dir).join(name))
         .find(|p| p.exists());
     if found.is_none() {
-        missing("Debian's depmod (apt-get install kmod) for the live depmod 30 comparison");
+        missing(&format!(
+            "Debian's {name} (apt-get install kmod) for the live {name} 30 comparison"
+        ));
     }
     found
 }

@@ -14,5 +14,7 @@ mod depmod_cli;
 mod extra_kernels;
 mod fixturegen;
 mod fixtures;
+mod fuzz_regressions;
 mod hostile;
+mod query;
 mod robustness;
