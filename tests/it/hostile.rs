@@ -495,37 +495,33 @@ fn the_limit_is_the_same_for_a_directory_and_an_archive() {
     assert_eq!(outputs[0], outputs[2]);
 }
 
-#[test]
-fn symvers_from_dev_zero() {
+/// Builds the basic tree with `extra`, which must fail at once, naming
+/// `names`.
+fn basic_refused(extra: &[&str], names: &[&str]) {
     let case = Case::new();
     let tree = case.basic("tree");
-    case.build(
-        &tree,
-        &case.path("out"),
+    let expect = Expect {
+        status: 2,
+        names,
+        timeout_secs: 30,
+        ..Expect::default()
+    };
+    case.build(&tree, &case.path("out"), extra, &expect);
+}
+
+#[test]
+fn symvers_from_dev_zero() {
+    basic_refused(
         &["--symvers", "/dev/zero"],
-        &Expect {
-            status: 2,
-            names: &["/dev/zero", "not a regular file"],
-            timeout_secs: 30,
-            ..Expect::default()
-        },
+        &["/dev/zero", "not a regular file"],
     );
 }
 
 #[test]
 fn system_map_from_dev_urandom() {
-    let case = Case::new();
-    let tree = case.basic("tree");
-    case.build(
-        &tree,
-        &case.path("out"),
+    basic_refused(
         &["--system-map", "/dev/urandom"],
-        &Expect {
-            status: 2,
-            names: &["/dev/urandom", "not a regular file"],
-            timeout_secs: 30,
-            ..Expect::default()
-        },
+        &["/dev/urandom", "not a regular file"],
     );
 }
 
@@ -773,34 +769,25 @@ fn zstd_checked(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-#[test]
-fn damaged_tar_gz() {
-    damaged(gzip(&basic_tar()), "tar.gz", "gzip");
+/// One test per compressed archive form.
+macro_rules! damaged_forms {
+    ($($name:ident: $compress:ident($archive:ident), $ext:literal, $format:literal;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                damaged($compress(&$archive()), $ext, $format);
+            }
+        )*
+    };
 }
 
-#[test]
-fn damaged_tar_xz() {
-    damaged(xz(&basic_tar()), "tar.xz", "xz");
-}
-
-#[test]
-fn damaged_tar_zst() {
-    damaged(zstd_checked(&basic_tar()), "tar.zst", "zstd");
-}
-
-#[test]
-fn damaged_cpio_gz() {
-    damaged(gzip(&basic_cpio()), "cpio.gz", "gzip");
-}
-
-#[test]
-fn damaged_cpio_xz() {
-    damaged(xz(&basic_cpio()), "cpio.xz", "xz");
-}
-
-#[test]
-fn damaged_cpio_zst() {
-    damaged(zstd_checked(&basic_cpio()), "cpio.zst", "zstd");
+damaged_forms! {
+    damaged_tar_gz: gzip(basic_tar), "tar.gz", "gzip";
+    damaged_tar_xz: xz(basic_tar), "tar.xz", "xz";
+    damaged_tar_zst: zstd_checked(basic_tar), "tar.zst", "zstd";
+    damaged_cpio_gz: gzip(basic_cpio), "cpio.gz", "gzip";
+    damaged_cpio_xz: xz(basic_cpio), "cpio.xz", "xz";
+    damaged_cpio_zst: zstd_checked(basic_cpio), "cpio.zst", "zstd";
 }
 
 // ---------------------------------------------------------------------------
