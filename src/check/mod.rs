@@ -4,7 +4,7 @@
 //!
 //! It finds modules that `modules.dep` names but that are absent,
 //! dependencies that are absent, needed symbols that nothing exports (when
-//! the kernel's symbols are given), absent `firmware=` files, and index
+//! the kernel's symbols are given) or disagree about their CRCs, absent `firmware=` files, and index
 //! files that are missing or differ from what `build` writes for the
 //! modules present. Every finding is a [`Problem`]: data, with one line of
 //! text as its `Display`.
@@ -46,6 +46,15 @@ pub enum Problem {
     /// A needed symbol is exported by no present module nor the kernel.
     #[error("{module}: needs unknown symbol {symbol}")]
     UnknownSymbol {
+        /// The module's path.
+        module: String,
+        /// The symbol.
+        symbol: String,
+    },
+    /// A module was built against another version of a symbol (with
+    /// `Module.symvers`): the kernel would refuse to load it.
+    #[error("{module}: disagrees about version of symbol {symbol}")]
+    CrcMismatch {
         /// The module's path.
         module: String,
         /// The symbol.
@@ -125,6 +134,12 @@ pub fn check(from: &Path, opts: &Options) -> Result<Report, BuildError> {
         match &d.kind {
             Kind::UnknownSymbol { module, symbol } => {
                 problems.insert(Problem::UnknownSymbol {
+                    module: relative(module, &built),
+                    symbol: symbol.clone(),
+                });
+            }
+            Kind::CrcMismatch { module, symbol, .. } => {
+                problems.insert(Problem::CrcMismatch {
                     module: relative(module, &built),
                     symbol: symbol.clone(),
                 });

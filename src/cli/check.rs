@@ -4,11 +4,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use kmodidx::build::{Options, SymbolFile};
+use kmodidx::build::Options;
 use kmodidx::check;
-use kmodidx::depmod::kernel_symbols::SymbolFileKind;
 
-use super::build::LimitArgs;
+use super::build::{LimitArgs, SymbolArgs};
 use super::{eprint_line, stdout, EXIT_FAILED, EXIT_OK, EXIT_PROBLEMS};
 
 #[derive(Debug, Args)]
@@ -22,15 +21,8 @@ pub struct CheckArgs {
     #[arg(long, value_name = "VERSION")]
     pub kernel_version: Option<String>,
 
-    /// The kernel's Module.symvers: also report symbols that neither a
-    /// present module nor the kernel exports. A path that does not exist
-    /// on the host is looked up inside the input.
-    #[arg(long, value_name = "FILE", conflicts_with = "system_map")]
-    pub symvers: Option<PathBuf>,
-
-    /// The kernel's System.map, for the same check as --symvers.
-    #[arg(long, value_name = "FILE")]
-    pub system_map: Option<PathBuf>,
+    #[command(flatten)]
+    pub symbols: SymbolArgs,
 
     /// Print the report as one JSON object.
     #[arg(long)]
@@ -43,18 +35,10 @@ pub struct CheckArgs {
 /// Runs `check`: 0 when consistent, 1 when problems were found, 2 when the
 /// check could not run.
 pub fn run(args: &CheckArgs) -> u8 {
-    let symbols = match (&args.symvers, &args.system_map) {
-        (Some(path), _) => Some((SymbolFileKind::Symvers, path)),
-        (None, Some(path)) => Some((SymbolFileKind::SystemMap, path)),
-        (None, None) => None,
-    };
     let opts = Options {
         kernel_version: args.kernel_version.clone(),
         limits: args.limits.limits(),
-        symbols: symbols.map(|(kind, path)| SymbolFile {
-            kind,
-            path: path.clone(),
-        }),
+        symbols: args.symbols.symbol_file(),
         ..Options::default()
     };
     let report = match check::check(&args.from, &opts) {

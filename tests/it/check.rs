@@ -256,3 +256,31 @@ fn tree_without_kernel_exits_2() {
     assert_eq!(run.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&run.stderr).contains("no kernel module directory found"));
 }
+
+#[test]
+fn crc_mismatch_is_named() {
+    let Some((dir, out, _)) = staged_closure() else {
+        return;
+    };
+    // A Module.symvers of another build: every CRC differs.
+    let kernel = corpus_kernel(CORPUS_KERNELS[0]).unwrap();
+    let text = fs::read_to_string(&kernel.symvers).unwrap();
+    let other: String = text
+        .lines()
+        .map(|l| match l.split_once('\t') {
+            Some((_, rest)) => format!("0x00000001\t{rest}\n"),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    let symvers = dir.path().join("Module.symvers");
+    fs::write(&symvers, other).unwrap();
+    let run = check(&out, &["--symvers", symvers.to_str().unwrap()]);
+    assert_eq!(run.status.code(), Some(1));
+    assert!(
+        lines(&run)
+            .iter()
+            .any(|l| l.starts_with(&format!("{ROOT}: disagrees about version of symbol "))),
+        "{:#?}",
+        lines(&run)
+    );
+}
