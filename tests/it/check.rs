@@ -73,6 +73,12 @@ fn assert_problem(out: &Output, line: &str) {
     assert!(got.iter().any(|l| l == line), "no {line:?} in {got:#?}");
 }
 
+/// `line` is the only problem found.
+fn assert_only_problem(out: &Output, line: &str) {
+    assert_problem(out, line);
+    assert_eq!(lines(out).len(), 1, "{:#?}", lines(out));
+}
+
 #[test]
 fn intact_closure_is_clean() {
     let Some((_dir, out, _)) = staged_closure() else {
@@ -153,8 +159,7 @@ fn removed_firmware_is_named() {
     };
     fs::remove_file(out.join("lib/firmware").join(FIRMWARE)).unwrap();
     let run = check(&out, &[]);
-    assert_problem(&run, &format!("{ROOT}: missing firmware {FIRMWARE}"));
-    assert_eq!(lines(&run).len(), 1, "{:#?}", lines(&run));
+    assert_only_problem(&run, &format!("{ROOT}: missing firmware {FIRMWARE}"));
 }
 
 #[test]
@@ -179,11 +184,10 @@ fn removed_index_file_is_named() {
     )
     .unwrap();
     let run = check(&out, &[]);
-    assert_problem(
+    assert_only_problem(
         &run,
         &format!("lib/modules/{version}/modules.alias.bin: index file is missing"),
     );
-    assert_eq!(lines(&run).len(), 1, "{:#?}", lines(&run));
 }
 
 #[test]
@@ -199,11 +203,10 @@ fn stale_index_file_is_named() {
     text.extend_from_slice(b"alias symbol:gone jr3_pci\n");
     fs::write(&symbols, text).unwrap();
     let run = check(&out, &[]);
-    assert_problem(
+    assert_only_problem(
         &run,
         &format!("lib/modules/{version}/modules.symbols: index file is stale (differs from a fresh build)"),
     );
-    assert_eq!(lines(&run).len(), 1, "{:#?}", lines(&run));
 }
 
 #[test]
