@@ -159,10 +159,9 @@ fn parse_format(s: &str) -> Result<OutputFormat, String> {
     OutputFormat::parse(s).ok_or_else(|| format!("expected one of {}", FORMAT_NAMES.join(", ")))
 }
 
-/// Symbol checks and how their findings are reported; these change what is
-/// reported, not what is indexed.
+/// The kernel's own symbols, to check modules against.
 #[derive(Debug, Clone, Default, Args)]
-pub struct CheckOptions {
+pub struct SymbolArgs {
     /// The kernel's Module.symvers: report unknown symbols and CRC
     /// mismatches (as depmod -e -E). A path that does not exist on the host
     /// is looked up inside the input.
@@ -173,6 +172,29 @@ pub struct CheckOptions {
     /// A path that does not exist on the host is looked up inside the input.
     #[arg(long, value_name = "FILE")]
     pub system_map: Option<PathBuf>,
+}
+
+impl SymbolArgs {
+    /// The symbol file given, if any.
+    pub fn symbol_file(&self) -> Option<SymbolFile> {
+        match (&self.symvers, &self.system_map) {
+            (Some(path), _) => Some((SymbolFileKind::Symvers, path)),
+            (None, Some(path)) => Some((SymbolFileKind::SystemMap, path)),
+            (None, None) => None,
+        }
+        .map(|(kind, path)| SymbolFile {
+            kind,
+            path: path.clone(),
+        })
+    }
+}
+
+/// Symbol checks and how their findings are reported; these change what is
+/// reported, not what is indexed.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CheckOptions {
+    #[command(flatten)]
+    pub symbols: SymbolArgs,
 
     /// Exit with status 1, writing no index, when a module needs an unknown
     /// symbol, disagrees about a symbol's CRC, or cannot be read.
@@ -254,11 +276,6 @@ pub fn run(args: &BuildArgs) -> u8 {
         Err(message) => return error(message),
     };
     let o = &args.options;
-    let symbols = match (&args.checks.symvers, &args.checks.system_map) {
-        (Some(path), _) => Some((SymbolFileKind::Symvers, path)),
-        (None, Some(path)) => Some((SymbolFileKind::SystemMap, path)),
-        (None, None) => None,
-    };
     let opts = Options {
         kernel_version: o.kernel_version.clone(),
         module_dir: o.module_dir.clone(),
@@ -269,10 +286,7 @@ pub fn run(args: &BuildArgs) -> u8 {
         config_dirs: o.config_dirs.clone(),
         input_config: !o.no_input_config,
         symbol_prefix: o.symbol_prefix,
-        symbols: symbols.map(|(kind, path)| SymbolFile {
-            kind,
-            path: path.clone(),
-        }),
+        symbols: args.checks.symbols.symbol_file(),
         strict: args.checks.strict,
         input_digest: !args.no_manifest,
         follow_links_under: o.follow_links_under.clone(),
