@@ -442,4 +442,118 @@ mod tests {
         let rank = topological_rank(&[vec![1], vec![2], vec![]]).unwrap();
         assert!(rank[0] < rank[1] && rank[1] < rank[2]);
     }
+
+    /// A module exporting `exports` (`(name, string after an empty name)`)
+    /// and needing `imports` (`(name, weak)`).
+    fn module(
+        name: &str,
+        exports: &[(&str, Option<&str>)],
+        imports: &[(&str, bool)],
+    ) -> LoadedModule {
+        let mut needs = crate::module::Imports::default();
+        for &(symbol, weak) in imports {
+            needs.push(symbol.as_bytes(), 0, weak);
+        }
+        LoadedModule {
+            name: name.as_bytes().to_vec(),
+            display_path: format!("/{name}.ko"),
+            meta: ModuleMeta {
+                exports: Some(Ok(exports
+                    .iter()
+                    .map(|&(export, after)| crate::module::Export {
+                        name: export.as_bytes().to_vec(),
+                        crc: 0,
+                        name_after_empty: after.map(|a| a.as_bytes().to_vec()),
+                    })
+                    .collect())),
+                imports: Some(needs),
+                ..ModuleMeta::default()
+            },
+        }
+    }
+
+    /// Each module's dependencies by name, and the owned symbols by name.
+    fn resolved(modules: &[LoadedModule], prefix: u8) -> (Vec<Vec<String>>, Vec<(String, String)>) {
+        let opts = SymbolOptions {
+            prefix,
+            ..SymbolOptions::default()
+        };
+        let r = resolve(modules, None, opts, &mut Vec::new()).expect("no cycle");
+        let name = |m: usize| String::from_utf8_lossy(&modules[m].name).into_owned();
+        let deps = r
+            .dependencies
+            .iter()
+            .map(|d| d.iter().map(|&m| name(m)).collect())
+            .collect();
+        let symbols = r
+            .symbols
+            .iter()
+            .map(|(s, m)| (String::from_utf8_lossy(s).into_owned(), name(*m)))
+            .collect();
+        (deps, symbols)
+    }
+
+    #[test]
+    fn an_empty_export_name_stands_for_the_string_after_it() {
+        // kmod "strips" its NUL symbol prefix from an empty `__crc_` name
+        // and so adds the next string of .strtab as the export.
+        let modules = [
+            module("provider", &[("", Some("hidden"))], &[]),
+            module("user", &[], &[("hidden", false)]),
+        ];
+        let (deps, symbols) = resolved(&modules, 0);
+        assert_eq!(deps, [vec![], vec!["provider".to_string()]]);
+        assert_eq!(symbols, [("hidden".to_string(), "provider".to_string())]);
+
+        // With a real prefix (-P) the empty name stays empty.
+        let (deps, symbols) = resolved(&modules, b'_');
+        assert_eq!(deps, [Vec::<String>::new(), vec![]]);
+        assert_eq!(symbols, [(String::new(), "provider".to_string())]);
+    }
+
+    #[test]
+    fn ppc64_dot_imports_find_undotted_exports() {
+        let modules = [
+            module("provider", &[("foo", None)], &[]),
+            module("user", &[], &[(".foo", false)]),
+        ];
+        let (deps, _) = resolved(&modules, 0);
+        assert_eq!(deps[1], ["provider"]);
+    }
+
+    #[test]
+    fn the_symbol_prefix_is_dropped_from_exports_and_imports() {
+        let modules = [
+            module("provider", &[("_bar", None)], &[]),
+            module("prefixed", &[], &[("_bar", false)]),
+            module("dotted", &[], &[("._bar", false)]),
+            module("bare", &[], &[("bar", false)]),
+            module("other", &[], &[("__bar", false)]),
+        ];
+        let (deps, symbols) = resolved(&modules, b'_');
+        assert_eq!(symbols, [("bar".to_string(), "provider".to_string())]);
+        for user in 1..4 {
+            assert_eq!(deps[user], ["provider"], "{}", modules[user].display_path);
+        }
+        // Only one prefix byte goes.
+        assert!(deps[4].is_empty());
+        // Without -P nothing is stripped but the dot.
+        let (deps, _) = resolved(&modules, 0);
+        assert_eq!(deps[1], ["provider"]);
+        assert_eq!(deps[2], ["provider"]);
+        assert!(deps[3].is_empty() && deps[4].is_empty());
+    }
+
+    #[test]
+    fn the_last_module_to_export_a_symbol_owns_it() {
+        let modules = [
+            module("first", &[("shared", None)], &[]),
+            module("second", &[("shared", None)], &[]),
+            module("user", &[], &[("shared", true)]),
+        ];
+        let (deps, symbols) = resolved(&modules, 0);
+        // A weak import of an existing export is still a dependency.
+        assert_eq!(deps[2], ["second"]);
+        assert_eq!(symbols, [("shared".to_string(), "second".to_string())]);
+    }
 }

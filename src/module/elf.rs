@@ -237,7 +237,8 @@ impl<'a> ElfModule<'a> {
     }
 
     /// The `key=value` strings of `.modinfo`, split as libkmod splits them:
-    /// empty strings are skipped, and a string without `=` is both key and value.
+    /// empty strings are skipped, and a string without `=` is a key with an
+    /// empty value.
     pub fn modinfo(&self) -> Result<Vec<ModinfoEntry<'a>>, ElfError> {
         let range = self.sections.modinfo.ok_or(ElfError::NoData)?;
         let bytes = skip_zero_padding(self.slice(range));
@@ -249,7 +250,7 @@ impl<'a> ElfModule<'a> {
             .filter(|s| !s.is_empty())
             .map(|s| match s.iter().position(|&b| b == b'=') {
                 Some(eq) => (&s[..eq], &s[eq + 1..]),
-                None => (s, s),
+                None => (s, &[][..]),
             })
             .collect())
     }
@@ -572,3 +573,6 @@ fn read_symbols<Elf: FileHeader<Endian = Endianness>>(
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests;

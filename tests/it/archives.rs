@@ -11,161 +11,11 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use crate::common::*;
 use sha2::Digest;
-
-// ---------------------------------------------------------------------------
-// Helpers: walking a tree and packing it.
-
-/// One entry of a tree to pack.
-#[derive(Clone)]
-enum Item {
-    Dir,
-    File(Vec<u8>, u32),
-    Symlink(Vec<u8>),
-}
-
-/// Every entry below `root`, by relative path (sorted).
-fn walk(root: &Path) -> Vec<(String, Item)> {
-    fn go(root: &Path, rel: &str, out: &mut Vec<(String, Item)>) {
-        let dir = if rel.is_empty() {
-            root.to_path_buf()
-        } else {
-            root.join(rel)
-        };
-        let mut names: Vec<String> = fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        for name in names {
-            let child = if rel.is_empty() {
-                name.clone()
-            } else {
-                format!("{rel}/{name}")
-            };
-            let path = root.join(&child);
-            let meta = fs::symlink_metadata(&path).unwrap();
-            if meta.file_type().is_symlink() {
-                let t = fs::read_link(&path).unwrap();
-                out.push((
-                    child,
-                    Item::Symlink(t.to_string_lossy().as_bytes().to_vec()),
-                ));
-            } else if meta.is_dir() {
-                out.push((child.clone(), Item::Dir));
-                go(root, &child, out);
-            } else {
-                out.push((
-                    child,
-                    Item::File(fs::read(&path).unwrap(), meta.permissions().mode() & 0o7777),
-                ));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    go(root, "", &mut out);
-    out
-}
-
-/// A tar of `items` with the given mtime and owner.
-fn tar_of(items: &[(String, Item)], mtime: u64, uid: u64) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (path, item) in items {
-        let mut h = tar::Header::new_gnu();
-        h.set_mtime(mtime);
-        h.set_uid(uid);
-        h.set_gid(uid);
-        match item {
-            Item::Dir => {
-                h.set_entry_type(tar::EntryType::Directory);
-                h.set_mode(0o755);
-                h.set_size(0);
-                b.append_data(&mut h, format!("{path}/"), &[][..]).unwrap();
-            }
-            Item::File(data, mode) => {
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_mode(*mode);
-                h.set_size(data.len() as u64);
-                b.append_data(&mut h, path, &data[..]).unwrap();
-            }
-            Item::Symlink(target) => {
-                h.set_entry_type(tar::EntryType::Symlink);
-                h.set_mode(0o777);
-                h.set_size(0);
-                b.append_link(
-                    &mut h,
-                    path,
-                    std::ffi::OsStr::new(std::str::from_utf8(target).unwrap()),
-                )
-                .unwrap();
-            }
-        }
-    }
-    b.into_inner().unwrap()
-}
-
-/// A newc cpio of `items` (crc format if `crc`), NUL-padded to 512 bytes.
-fn cpio_of(items: &[(String, Item)], crc: bool, mtime: u32) -> Vec<u8> {
-    let mut w = Vec::new();
-    for (i, (path, item)) in items.iter().enumerate() {
-        let b = cpio::newc::Builder::new(path)
-            .ino(i as u32 + 100)
-            .uid(1000)
-            .gid(1000)
-            .mtime(mtime);
-        let (b, data): (_, Vec<u8>) = match item {
-            Item::Dir => (b.mode(0o040755).nlink(2), Vec::new()),
-            Item::File(data, mode) => (b.mode(0o100000 | mode).nlink(1), data.clone()),
-            Item::Symlink(t) => (b.mode(0o120777).nlink(1), t.clone()),
-        };
-        let mut writer = if crc {
-            let sum = data.iter().fold(0u32, |s, &b| s.wrapping_add(u32::from(b)));
-            b.write_crc(w, data.len() as u32, sum)
-        } else {
-            b.write(w, data.len() as u32)
-        };
-        writer.write_all(&data).unwrap();
-        w = writer.finish().unwrap();
-    }
-    let mut w = cpio::newc::trailer(w).unwrap();
-    while w.len() % 512 != 0 {
-        w.push(0);
-    }
-    w
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
-}
-
-fn xz(data: &[u8]) -> Vec<u8> {
-    let mut e = liblzma::write::XzEncoder::new(Vec::new(), 0);
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
-}
-
-fn zstd(data: &[u8]) -> Vec<u8> {
-    zstd::encode_all(data, 1).unwrap()
-}
-
-fn build_ok(from: &Path, out: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
-    let run = kmodidx_build(from, out, extra, env);
-    assert!(
-        run.status.success(),
-        "kmodidx build --from {} --out {} {extra:?} failed: {}",
-        from.display(),
-        out.display(),
-        String::from_utf8_lossy(&run.stderr)
-    );
-    run
-}
 
 fn build_err(from: &Path, out: &Path, extra: &[&str]) -> String {
     let run = kmodidx_build(from, out, extra, &[]);
@@ -198,76 +48,110 @@ fn tree_files(dir: &Path) -> BTreeMap<String, (Vec<u8>, u32)> {
 // ---------------------------------------------------------------------------
 // Real kernels through every input form.
 
-#[test]
-fn every_input_form_of_real_kernels_matches_kmod34() {
-    let Some(corpus) = corpus_dir() else { return };
-    for kernel in unpack_corpus(&corpus) {
-        let (tmp, root, version, reference) =
-            (kernel.dir, kernel.root, kernel.version, kernel.reference);
-        let started = std::time::Instant::now();
-        let want = index_files(&reference);
-        assert_eq!(want.len(), 11, "ref-34.2 of {version} is incomplete");
-        let items = walk(&root);
-        let tar = tar_of(&items, 1_700_000_000, 1000);
-        let cpio = cpio_of(&items, false, 1_700_000_000);
-        // An early-microcode image: a small crc-format cpio, then the real one.
-        let microcode = cpio_of(
-            &[
-                ("kernel".into(), Item::Dir),
-                ("kernel/x86".into(), Item::Dir),
-                ("kernel/x86/microcode".into(), Item::Dir),
-                (
-                    "kernel/x86/microcode/GenuineIntel.bin".into(),
-                    Item::File(vec![0x5a; 3000], 0o644),
-                ),
-            ],
-            true,
-            0,
-        );
-        let inputs: Vec<(&str, Vec<u8>)> = vec![
-            ("tar", tar.clone()),
-            ("tar.gz", gzip(&tar)),
-            ("tar.xz", xz(&tar)),
-            ("tar.zst", zstd(&tar)),
-            ("cpio", cpio.clone()),
-            ("cpio.zst", zstd(&cpio)),
-            ("early.cpio", [microcode, cpio].concat()),
-        ];
-        drop(tar);
-        let mut manifests = Vec::new();
-        let dir_out = tmp.path().join("out-dir");
-        build_ok(&root, &dir_out, &[], &[]);
-        assert_same_files(
-            &format!("{version} from a directory"),
-            &want,
-            &index_files(&dir_out.join("lib/modules").join(&version)),
-        );
-        manifests.push(fs::read(dir_out.join("kmodidx.manifest.json")).unwrap());
-        for (form, bytes) in inputs {
-            // Names say nothing: the form is found from the content.
-            let archive = tmp.path().join(format!("input-{form}.bin"));
-            fs::write(&archive, bytes).unwrap();
-            let out = tmp.path().join(format!("out-{form}"));
-            let run = build_ok(&archive, &out, &["--format", "dir"], &[]);
-            assert!(
-                run.stderr.is_empty(),
-                "{form}: unexpected messages: {}",
-                String::from_utf8_lossy(&run.stderr)
+/// The kernel's tree packed as `form`.
+fn packed(root: &Path, form: &str) -> Vec<u8> {
+    let items = walk(root);
+    let tar = || tar_of(&items, 1_700_000_000, 1000);
+    let cpio = || cpio_of(&items, false, 1_700_000_000);
+    match form {
+        "tar" => tar(),
+        "tar.gz" => gzip(&tar()),
+        "tar.xz" => xz(&tar()),
+        "tar.zst" => zstd(&tar()),
+        "cpio" => cpio(),
+        "cpio.zst" => zstd(&cpio()),
+        "early.cpio" => {
+            // An early-microcode image: a small crc-format cpio, then the real one.
+            let microcode = cpio_of(
+                &[
+                    ("kernel".into(), Item::Dir),
+                    ("kernel/x86".into(), Item::Dir),
+                    ("kernel/x86/microcode".into(), Item::Dir),
+                    (
+                        "kernel/x86/microcode/GenuineIntel.bin".into(),
+                        Item::File(vec![0x5a; 3000], 0o644),
+                    ),
+                ],
+                true,
+                0,
             );
-            assert_same_files(
-                &format!("{version} from {form}"),
-                &want,
-                &index_files(&out.join("lib/modules").join(&version)),
-            );
-            manifests.push(fs::read(out.join("kmodidx.manifest.json")).unwrap());
-            fs::remove_file(&archive).unwrap();
+            [microcode, cpio()].concat()
         }
-        // The manifest (input digest included) does not depend on the form.
-        assert!(
-            manifests.windows(2).all(|w| w[0] == w[1]),
-            "{version}: manifests differ between input forms"
+        _ => panic!("unknown input form {form}"),
+    }
+}
+
+/// Building the kernel from its tree packed as `form` gives depmod 34.2's
+/// files, silently, and the manifest a build from the directory gives.
+fn input_form_matches_kmod34(kernel: &Kernel, form: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let want = index_files(&kernel.reference);
+    assert_eq!(
+        want.len(),
+        11,
+        "ref-34.2 of {} is incomplete",
+        kernel.version
+    );
+    let dir_out = tmp.path().join("out-dir");
+    build_ok(&kernel.root, &dir_out, &[], &[]);
+    let index = |out: &Path| index_files(&out.join("lib/modules").join(&kernel.version));
+    if form == "dir" {
+        assert_same_files(
+            &format!("{} from a directory", kernel.version),
+            &want,
+            &index(&dir_out),
         );
-        eprintln!("{version}: 8 input forms in {:?}", started.elapsed());
+        return;
+    }
+    // Names say nothing: the form is found from the content.
+    let archive = tmp.path().join("input.bin");
+    fs::write(&archive, packed(&kernel.root, form)).unwrap();
+    let out = tmp.path().join("out");
+    let run = build_ok(&archive, &out, &["--format", "dir"], &[]);
+    assert!(
+        run.stderr.is_empty(),
+        "{form}: unexpected messages: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_same_files(
+        &format!("{} from {form}", kernel.version),
+        &want,
+        &index(&out),
+    );
+    // The manifest (input digest included) does not depend on the form.
+    assert!(
+        fs::read(out.join("kmodidx.manifest.json")).unwrap()
+            == fs::read(dir_out.join("kmodidx.manifest.json")).unwrap(),
+        "{}: the manifest from {form} differs from the directory's",
+        kernel.version
+    );
+}
+
+/// Every input form (directory, tar, tar.gz, tar.xz, tar.zst, cpio,
+/// cpio.zst, concatenated cpio) of each real kernel gives depmod 34.2's
+/// index: a module per form, a `#[test]` per kernel.
+macro_rules! input_forms {
+    ($($module:ident: $form:literal,)*) => {
+        $(
+            mod $module {
+                use super::*;
+                for_each_kernel!(|kernel: &Kernel| input_form_matches_kmod34(kernel, $form));
+            }
+        )*
+    };
+}
+
+mod input_form_matches_kmod34 {
+    use super::*;
+    input_forms! {
+        dir: "dir",
+        tar: "tar",
+        tar_gz: "tar.gz",
+        tar_xz: "tar.xz",
+        tar_zst: "tar.zst",
+        cpio: "cpio",
+        cpio_zst: "cpio.zst",
+        early_cpio: "early.cpio",
     }
 }
 
@@ -275,16 +159,12 @@ fn every_input_form_of_real_kernels_matches_kmod34() {
 /// shuffled tar of it (other mtimes, owners) are the same bytes, and verify.
 #[test]
 fn staged_real_kernel_is_reproducible_across_inputs() {
-    let Some(corpus) = corpus_dir() else { return };
-    let kernels = unpack_corpus(&corpus);
     // The smaller package keeps this quick.
-    let kernel = kernels
-        .iter()
-        .min_by_key(|k| {
-            walk(&k.root).len() + fs::metadata(&k.root).map(|m| m.len() as usize).unwrap_or(0)
-        })
-        .unwrap();
-    let (tmp, root) = (&kernel.dir, &kernel.root);
+    let Some(kernel) = corpus_kernel(CORPUS_KERNELS[0]) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let root = &kernel.root;
     let mut items = walk(root);
     items.reverse();
     let archive = tmp.path().join("shuffled.tar");
@@ -324,10 +204,6 @@ fn basic() -> PathBuf {
     repo().join("fixtures/trees/basic")
 }
 
-const FORMS: [&str; 9] = [
-    "dir", "tar", "tar.gz", "tar.xz", "tar.zst", "cpio", "cpio.gz", "cpio.xz", "cpio.zst",
-];
-
 /// Digest of an output: the file itself, or every file of a directory with
 /// its mode and mtime.
 fn output_digest(out: &Path) -> String {
@@ -358,8 +234,10 @@ fn output_digest(out: &Path) -> String {
 /// An input, extra environment and a umask.
 type Variant<'a> = (&'a Path, Vec<(&'a str, &'a str)>, Option<&'a str>);
 
-#[test]
-fn every_output_form_is_reproducible() {
+/// Output `form` (staged or not) is the same bytes from the directory twice,
+/// from a tar under umask 077 at one thread, and from a shuffled cpio.gz
+/// with other mtimes under another TZ, locale and umask; and it verifies.
+fn reproducible(form: &str, staged: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let basic_dir = basic();
     let items = walk(&basic());
@@ -372,68 +250,125 @@ fn every_output_form_is_reproducible() {
     let shuffled = tmp.path().join("shuffled.cpio.gz");
     fs::write(&shuffled, gzip(&cpio_of(&shuffled_items, false, 999_999))).unwrap();
 
-    for staged in [false, true] {
-        for form in FORMS {
-            let flags: Vec<&str> = if staged {
-                vec!["--format", form, "--staged"]
-            } else {
-                vec!["--format", form]
-            };
-            let mut digests = Vec::new();
-            let variants: Vec<Variant<'_>> = vec![
-                (&basic_dir, vec![], None),
-                (&basic_dir, vec![], None),
-                (&tar, vec![("RAYON_NUM_THREADS", "1")], Some("077")),
-                (
-                    &shuffled,
-                    vec![("TZ", "Pacific/Kiritimati"), ("LC_ALL", "C.UTF-8")],
-                    Some("002"),
-                ),
-            ];
-            for (i, (from, env, umask)) in variants.into_iter().enumerate() {
-                let out = tmp.path().join(format!("o-{staged}-{i}.{form}"));
-                let mut cmd = match umask {
-                    Some(mask) => {
-                        let mut c = Command::new("sh");
-                        c.arg("-c")
-                            .arg(format!("umask {mask}; exec \"$0\" \"$@\""))
-                            .arg(env!("CARGO_BIN_EXE_kmodidx"));
-                        c
-                    }
-                    None => Command::new(env!("CARGO_BIN_EXE_kmodidx")),
-                };
-                cmd.args([
-                    "build",
-                    "--from",
-                    from.to_str().unwrap(),
-                    "--out",
-                    out.to_str().unwrap(),
-                ]);
-                cmd.args(&flags);
-                cmd.env_remove("SOURCE_DATE_EPOCH");
-                for (k, v) in env {
-                    cmd.env(k, v);
-                }
-                let run = cmd.output().unwrap();
-                assert!(
-                    run.status.success(),
-                    "{form}: {}",
-                    String::from_utf8_lossy(&run.stderr)
-                );
-                digests.push(output_digest(&out));
-                let verify = kmodidx(&["verify", out.to_str().unwrap()]);
-                assert_eq!(
-                    verify.status.code(),
-                    Some(0),
-                    "{form}: {}",
-                    String::from_utf8_lossy(&verify.stdout)
-                );
+    let mut flags = vec!["--format", form];
+    if staged {
+        flags.push("--staged");
+    }
+    let mut digests = Vec::new();
+    let variants: Vec<Variant<'_>> = vec![
+        (&basic_dir, vec![], None),
+        (&basic_dir, vec![], None),
+        (&tar, vec![("RAYON_NUM_THREADS", "1")], Some("077")),
+        (
+            &shuffled,
+            vec![("TZ", "Pacific/Kiritimati"), ("LC_ALL", "C.UTF-8")],
+            Some("002"),
+        ),
+    ];
+    for (i, (from, env, umask)) in variants.into_iter().enumerate() {
+        let out = tmp.path().join(format!("o-{i}.{form}"));
+        let mut cmd = match umask {
+            Some(mask) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("umask {mask}; exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_kmodidx"));
+                c
             }
-            assert!(
-                digests.windows(2).all(|w| w[0] == w[1]),
-                "{form} (staged: {staged}) is not reproducible: {digests:?}"
-            );
+            None => Command::new(env!("CARGO_BIN_EXE_kmodidx")),
+        };
+        cmd.args([
+            "build",
+            "--from",
+            from.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        cmd.args(&flags);
+        cmd.env_remove("SOURCE_DATE_EPOCH");
+        for (k, v) in env {
+            cmd.env(k, v);
         }
+        let run = cmd.output().unwrap();
+        assert!(
+            run.status.success(),
+            "{form}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        digests.push(output_digest(&out));
+        let verify = kmodidx(&["verify", out.to_str().unwrap()]);
+        assert_eq!(
+            verify.status.code(),
+            Some(0),
+            "{form}: {}",
+            String::from_utf8_lossy(&verify.stdout)
+        );
+    }
+    assert!(
+        digests.windows(2).all(|w| w[0] == w[1]),
+        "{form} (staged: {staged}) is not reproducible: {digests:?}"
+    );
+}
+
+/// The output of `fixtures/trees/basic` as `form`, with default options and
+/// `--mtime 1700000000`, has the pinned digest ([`output_digest`]). Any
+/// change to an output byte (the manifest included, which names the tool's
+/// version) must change the pin on purpose.
+fn pinned(form: &str, sha256: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join(format!("basic.{form}"));
+    build_ok(
+        &basic(),
+        &out,
+        &["--format", form, "--mtime", "1700000000"],
+        &[],
+    );
+    assert_eq!(output_digest(&out), sha256, "{form}: the output changed");
+}
+
+/// Per output form: reproducible plain and staged, and its pinned digest.
+macro_rules! output_forms {
+    ($($module:ident: $form:literal => $sha256:literal,)*) => {
+        $(
+            mod $module {
+                #[test]
+                fn reproducible() {
+                    super::reproducible($form, false);
+                }
+                #[test]
+                fn reproducible_staged() {
+                    super::reproducible($form, true);
+                }
+                #[test]
+                fn pinned_sha256() {
+                    super::pinned($form, $sha256);
+                }
+            }
+        )*
+    };
+}
+
+mod output_form {
+    use super::*;
+    output_forms! {
+        dir: "dir" =>
+            "68e00b8c92428f4981fb7278a44d97bede1a2490acfd29540c4c90eb015cb979",
+        tar: "tar" =>
+            "b95109e88ba4e22ae94de62c1172124a2bb8db1940801241426a82fe8b437da0",
+        tar_gz: "tar.gz" =>
+            "450f576811e9025a91d86bb69548c6c6c99b5274fe2cb4fd402b9a4271e2c684",
+        tar_xz: "tar.xz" =>
+            "5a57639f2a4aabc100661e4cdc1e94713fc8fb5849870bf4d6d6ec93419c1c03",
+        tar_zst: "tar.zst" =>
+            "2921d87bfe76edbb298e973e7a3ec28751191324e964be6fb8b67b60a01264ec",
+        cpio: "cpio" =>
+            "2c04ba7e1175a283ab721effe7d964a80d20409c749eeaea4057a5f17c04cad1",
+        cpio_gz: "cpio.gz" =>
+            "bbb4fd088f72bcef447e078e36a4479130524dc3a55bb1c984890fc28e0aa320",
+        cpio_xz: "cpio.xz" =>
+            "b6a9b93f565bfbbd8da171086c7a760bdbc99a684eabf239371b2f0efbeda20c",
+        cpio_zst: "cpio.zst" =>
+            "4948b8ec30fb5a1532f32c5d6c12a8a41bf365260bef7f489c9098f8d5cf0f36",
     }
 }
 
@@ -832,46 +767,76 @@ fn absolute_paths_stay_inside_and_escaping_symlinks_are_ignored() {
     assert_only(tmp.path(), &["links.tar", "out", "want"]);
 }
 
-#[test]
-fn truncated_and_corrupt_archives_name_the_archive_and_offset() {
+/// A broken archive is an error naming the archive (and, when it is cut
+/// or corrupt, the offset), and nothing is written.
+fn broken_archive_is_reported(name: &str, bytes: Vec<u8>) {
     let tmp = tempfile::tempdir().unwrap();
-    let items = walk(&basic());
-    let tar = tar_of(&items, 0, 0);
-    let cpio = cpio_of(&items, true, 0);
-    let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("cut.tar", tar[..tar.len() / 2 + 100].to_vec()),
-        ("cut.tar.gz", {
-            let g = gzip(&tar);
-            g[..g.len() / 2].to_vec()
-        }),
-        ("cut.cpio.xz", {
-            let x = xz(&cpio);
-            x[..x.len() - 40].to_vec()
-        }),
-        ("cut.cpio", cpio[..cpio.len() / 3].to_vec()),
-        ("badcrc.cpio", {
-            // Flip a data byte of the last file: its crc no longer matches.
-            let mut c = cpio.clone();
-            let at = c.windows(10).rposition(|w| w == b"TRAILER!!!").unwrap() - 120;
-            c[at] ^= 0xff;
-            c
-        }),
-        ("garbage.bin", b"this is not an archive at all".to_vec()),
-        ("empty.tar", Vec::new()),
-    ];
-    for (name, bytes) in cases {
-        let archive = tmp.path().join(name);
-        fs::write(&archive, bytes).unwrap();
-        let out = tmp.path().join(format!("{name}.out.tar"));
-        let err = build_err(&archive, &out, &[]);
-        assert!(err.contains(name), "{name}: {err}");
-        if name.starts_with("cut") || name.starts_with("bad") {
-            assert!(err.contains("offset"), "{name}: {err}");
-        }
-        assert!(!out.exists(), "{name}: output written");
-        fs::remove_file(&archive).unwrap();
+    let archive = tmp.path().join(name);
+    fs::write(&archive, bytes).unwrap();
+    let out = tmp.path().join(format!("{name}.out.tar"));
+    let err = build_err(&archive, &out, &[]);
+    assert!(err.contains(name), "{name}: {err}");
+    if name.starts_with("cut") || name.starts_with("bad") {
+        assert!(err.contains("offset"), "{name}: {err}");
     }
+    assert!(!out.exists(), "{name}: output written");
+    fs::remove_file(&archive).unwrap();
     assert_only(tmp.path(), &[]);
+}
+
+fn basic_tar() -> Vec<u8> {
+    tar_of(&walk(&basic()), 0, 0)
+}
+
+fn basic_crc_cpio() -> Vec<u8> {
+    cpio_of(&walk(&basic()), true, 0)
+}
+
+mod broken_archive {
+    use super::*;
+
+    #[test]
+    fn cut_tar() {
+        let tar = basic_tar();
+        broken_archive_is_reported("cut.tar", tar[..tar.len() / 2 + 100].to_vec());
+    }
+
+    #[test]
+    fn cut_tar_gz() {
+        let g = gzip(&basic_tar());
+        broken_archive_is_reported("cut.tar.gz", g[..g.len() / 2].to_vec());
+    }
+
+    #[test]
+    fn cut_cpio_xz() {
+        let x = xz(&basic_crc_cpio());
+        broken_archive_is_reported("cut.cpio.xz", x[..x.len() - 40].to_vec());
+    }
+
+    #[test]
+    fn cut_cpio() {
+        let cpio = basic_crc_cpio();
+        broken_archive_is_reported("cut.cpio", cpio[..cpio.len() / 3].to_vec());
+    }
+
+    #[test]
+    fn bad_crc_cpio() {
+        // Flip a data byte of the last file: its crc no longer matches.
+        let mut c = basic_crc_cpio();
+        let at = c.windows(10).rposition(|w| w == b"TRAILER!!!").unwrap() - 120;
+        c[at] ^= 0xff;
+        broken_archive_is_reported("badcrc.cpio", c);
+    }
+
+    #[test]
+    fn garbage() {
+        broken_archive_is_reported("garbage.bin", b"this is not an archive at all".to_vec());
+    }
+
+    #[test]
+    fn empty_tar() {
+        broken_archive_is_reported("empty.tar", Vec::new());
+    }
 }
 
 #[test]
@@ -896,7 +861,8 @@ fn decompression_bombs_are_capped() {
     // Raising the limit lets it through.
     build_ok(&bomb, &out, &["--max-input-size", "128"], &[]);
 
-    // A module that decompresses past --max-module-size is reported, not read.
+    // A module that decompresses past --max-file-size stops the build,
+    // named (the same as from a directory: see tests/it/hostile.rs).
     let mut items = walk(&basic());
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     e.write_all(&vec![0u8; 8 << 20]).unwrap();
@@ -907,12 +873,12 @@ fn decompression_bombs_are_capped() {
     let archive = tmp.path().join("modbomb.cpio");
     fs::write(&archive, cpio_of(&items, false, 0)).unwrap();
     let out = tmp.path().join("out2");
-    let run = build_ok(&archive, &out, &["--max-module-size", "1"], &[]);
-    let stderr = String::from_utf8_lossy(&run.stderr);
+    let stderr = build_err(&archive, &out, &["--max-file-size", "1"]);
     assert!(
-        stderr.contains("bomb.ko.gz") && stderr.contains("limit"),
+        stderr.contains("bomb.ko.gz") && stderr.contains("--max-file-size"),
         "{stderr}"
     );
+    assert!(!out.exists());
 }
 
 #[test]

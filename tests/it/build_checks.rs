@@ -5,7 +5,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::common::*;
 
@@ -16,13 +15,7 @@ const VERSION: &str = "6.1.0-fixture";
 fn configured_tree(config_at: &str) -> tempfile::TempDir {
     let work = tempfile::tempdir().unwrap();
     let root = work.path();
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(repo().join("fixtures/trees/basic/lib"))
-        .arg(root)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    copy_tree(&repo().join("fixtures/trees/basic/lib"), root);
     let m = root.join("lib/modules").join(VERSION);
     for (from, to) in [
         ("kernel/lib/core_base.ko", "extra/core_base.ko"),
@@ -38,7 +31,7 @@ fn configured_tree(config_at: &str) -> tempfile::TempDir {
     work
 }
 
-fn build(root: &Path, extra: &[&str]) -> (std::process::Output, tempfile::TempDir) {
+fn build_in_temp(root: &Path, extra: &[&str]) -> (std::process::Output, tempfile::TempDir) {
     let out = tempfile::tempdir().unwrap();
     (kmodidx_build(root, out.path(), extra, &[]), out)
 }
@@ -53,62 +46,59 @@ fn depmod30(
     root: &Path,
     config: &str,
 ) -> std::collections::BTreeMap<String, Vec<u8>> {
-    let copy = tempfile::tempdir().unwrap();
-    assert!(Command::new("cp")
-        .arg("-a")
-        .arg(root.join("lib"))
-        .arg(copy.path())
-        .status()
-        .unwrap()
-        .success());
-    let run = Command::new(depmod)
-        .args(["-b", copy.path().to_str().unwrap(), "-C", config, VERSION])
-        .output()
-        .unwrap();
-    assert!(run.status.success());
-    let files = depmod_written(&copy.path().join("lib/modules").join(VERSION));
-    files
+    depmod_on_copy(depmod, root, "lib/modules", VERSION, &["-C", config])
 }
 
-#[test]
-fn input_config_is_applied_like_depmod() {
+/// A depmod.d file at `config_at` inside the input is applied as depmod -C
+/// applies its directory; `--no-input-config` ignores it, and `--config`
+/// names a directory outside the input.
+fn input_config_is_applied_like_depmod(config_at: &str) {
     let Some(depmod) = live_depmod30() else {
         return;
     };
-    for config_at in [
-        "etc/depmod.d/local.conf",
-        "lib/depmod.d/dist.conf",
-        "usr/lib/depmod.d/dist.conf",
-    ] {
-        let tree = configured_tree(config_at);
-        let conf_dir = tree.path().join(config_at);
-        let conf_dir = conf_dir.parent().unwrap().to_str().unwrap();
-        let want = depmod30(&depmod, tree.path(), conf_dir);
-        let (run, out) = build(tree.path(), &["--compat", "kmod30"]);
-        assert!(run.status.success());
-        assert_same_files(config_at, &want, &written(out.path()));
+    let tree = configured_tree(config_at);
+    let conf_dir = tree.path().join(config_at);
+    let conf_dir = conf_dir.parent().unwrap().to_str().unwrap();
+    let want = depmod30(&depmod, tree.path(), conf_dir);
+    let (run, out) = build_in_temp(tree.path(), &["--compat", "kmod30"]);
+    assert!(run.status.success());
+    assert_same_files(config_at, &want, &written(out.path()));
 
-        // --no-input-config: as if there were no configuration at all.
-        let plain = depmod30(&depmod, tree.path(), "/nonexistent");
-        assert_ne!(plain, want, "the configuration must make a difference");
-        let (run, out) = build(tree.path(), &["--compat", "kmod30", "--no-input-config"]);
-        assert!(run.status.success());
-        assert_same_files("--no-input-config", &plain, &written(out.path()));
+    // --no-input-config: as if there were no configuration at all.
+    let plain = depmod30(&depmod, tree.path(), "/nonexistent");
+    assert_ne!(plain, want, "the configuration must make a difference");
+    let (run, out) = build_in_temp(tree.path(), &["--compat", "kmod30", "--no-input-config"]);
+    assert!(run.status.success());
+    assert_same_files("--no-input-config", &plain, &written(out.path()));
 
-        // --config: a directory outside the input, as depmod -C.
-        let (run, out) = build(
-            tree.path(),
-            &[
-                "--compat",
-                "kmod30",
-                "--no-input-config",
-                "--config",
-                conf_dir,
-            ],
-        );
-        assert!(run.status.success());
-        assert_same_files("--config", &want, &written(out.path()));
-    }
+    // --config: a directory outside the input, as depmod -C.
+    let (run, out) = build_in_temp(
+        tree.path(),
+        &[
+            "--compat",
+            "kmod30",
+            "--no-input-config",
+            "--config",
+            conf_dir,
+        ],
+    );
+    assert!(run.status.success());
+    assert_same_files("--config", &want, &written(out.path()));
+}
+
+#[test]
+fn input_config_in_etc_is_applied_like_depmod() {
+    input_config_is_applied_like_depmod("etc/depmod.d/local.conf");
+}
+
+#[test]
+fn input_config_in_lib_is_applied_like_depmod() {
+    input_config_is_applied_like_depmod("lib/depmod.d/dist.conf");
+}
+
+#[test]
+fn input_config_in_usr_lib_is_applied_like_depmod() {
+    input_config_is_applied_like_depmod("usr/lib/depmod.d/dist.conf");
 }
 
 #[test]
@@ -119,7 +109,7 @@ fn config_errors_name_file_and_line() {
         "search updates\nfrobnicate everything\noverride only-two\n",
     )
     .unwrap();
-    let (run, _out) = build(tree.path(), &[]);
+    let (run, _out) = build_in_temp(tree.path(), &[]);
     assert!(run.status.success());
     let lines = build_lines(&run.stderr);
     assert!(lines.contains(&"depmod: ERROR: /etc/depmod.d/bad.conf:2: ignoring bad line starting with 'frobnicate'".to_string()), "{lines:?}");
@@ -142,7 +132,7 @@ fn strict_fails_without_writing_and_reports_json() {
     let symvers = root.join("Module.symvers");
     let report_dir = tempfile::tempdir().unwrap();
     let report = report_dir.path().join("report.json");
-    let (run, out) = build(
+    let (run, out) = build_in_temp(
         &root,
         &[
             "--symvers",
@@ -207,7 +197,7 @@ fn without_strict_problems_are_reported_but_output_is_written() {
     let report_dir = tempfile::tempdir().unwrap();
     let report = report_dir.path().join("r.json");
     // A path that is not on the host is looked up inside the input.
-    let (run, out) = build(
+    let (run, out) = build_in_temp(
         &root,
         &[
             "--symvers",
@@ -229,13 +219,13 @@ fn without_strict_problems_are_reported_but_output_is_written() {
 
 #[test]
 fn strict_passes_on_a_clean_tree_and_cycles_are_reported() {
-    let (run, out) = build(&repo().join("fixtures/trees/compressed"), &["--strict"]);
+    let (run, out) = build_in_temp(&repo().join("fixtures/trees/compressed"), &["--strict"]);
     assert!(run.status.success());
     assert!(fs::read_dir(out.path()).unwrap().count() > 0);
 
     let report_dir = tempfile::tempdir().unwrap();
     let report = report_dir.path().join("cycle.json");
-    let (run, _out) = build(
+    let (run, _out) = build_in_temp(
         &repo().join("fixtures/trees/cycle"),
         &["--report", report.to_str().unwrap()],
     );
@@ -261,9 +251,58 @@ fn unreadable_modules_fail_strict() {
     let dir = work.path().join("lib/modules/6.1.0-x/kernel");
     fs::create_dir_all(&dir).unwrap();
     fs::write(dir.join("broken.ko"), b"not an elf file").unwrap();
-    let (run, out) = build(work.path(), &["--strict"]);
+    // Nothing readable at all: never an index, whatever the flags.
+    for flags in [&[][..], &["--strict"]] {
+        let (run, out) = build_in_temp(work.path(), flags);
+        assert_eq!(run.status.code(), Some(2), "{flags:?}");
+        assert!(String::from_utf8_lossy(&run.stderr).contains("broken.ko"));
+        assert_eq!(fs::read_dir(out.path()).unwrap().count(), 0);
+    }
+    fs::copy(
+        repo().join("fixtures/trees/basic/lib/modules/6.1.0-fixture/kernel/drivers/bus/mid_bus.ko"),
+        dir.join("mid_bus.ko"),
+    )
+    .unwrap();
+    let (run, out) = build_in_temp(work.path(), &["--strict"]);
     assert_eq!(run.status.code(), Some(1));
     assert_eq!(fs::read_dir(out.path()).unwrap().count(), 0);
-    let (run, _out) = build(work.path(), &[]);
+    let (run, _out) = build_in_temp(work.path(), &[]);
     assert!(run.status.success());
+}
+
+/// `--kernel-version-file` tells a build system which kernel an input held
+/// (the Bazel rule's `kernel_version_file`).
+#[test]
+fn kernel_version_file_names_the_kernel_found_in_the_input() {
+    let scratch = tempfile::tempdir().unwrap();
+    let file = scratch.path().join("version");
+    let (run, _out) = build_in_temp(
+        &repo().join("fixtures/trees/basic"),
+        &["--kernel-version-file", file.to_str().unwrap()],
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(fs::read_to_string(&file).unwrap(), format!("{VERSION}\n"));
+}
+
+#[test]
+fn kernel_version_file_is_not_written_when_strict_fails() {
+    let root = symvers_tree();
+    let scratch = tempfile::tempdir().unwrap();
+    let file = scratch.path().join("version");
+    let (run, _out) = build_in_temp(
+        &root,
+        &[
+            "--symvers",
+            root.join("Module.symvers").to_str().unwrap(),
+            "--strict",
+            "--kernel-version-file",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.status.code(), Some(1));
+    assert!(!file.exists(), "a failed build wrote {}", file.display());
 }

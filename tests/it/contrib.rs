@@ -33,16 +33,16 @@ fn assert_success(what: &str, run: &Output) {
     );
 }
 
-/// The step succeeded without a word, and the kernel's module directory now
-/// holds kmod 34.2's index.
-fn assert_indexed_as_kmod34(what: &str, run: &Output, kernel: &Kernel) {
+/// The step succeeded without a word, and the kernel's module directory in
+/// `root` (a copy of the kernel's package) now holds kmod 34.2's index.
+fn assert_indexed_as_kmod34(what: &str, run: &Output, kernel: &Kernel, root: &Path) {
     assert_success(what, run);
     assert!(
         run.stderr.is_empty(),
         "{what}: unexpected messages: {}",
         String::from_utf8_lossy(&run.stderr)
     );
-    let dir = kernel.root.join("lib/modules").join(&kernel.version);
+    let dir = root.join("lib/modules").join(&kernel.version);
     assert_same_files(
         &format!("{what} on {}", kernel.version),
         &index_files(&kernel.reference),
@@ -72,16 +72,13 @@ const BROKEN_VERSION: &str = "6.1.0-symvers";
 /// What kernel.bbclass leaves for other recipes: STAGING_KERNEL_BUILDDIR with
 /// Module.symvers and kernel-abiversion, and PKGDATA_DIR/kernel-depmod/ with
 /// the abiversion and System.map.
-fn yocto_kernel_data(kernel: &Kernel, corpus: &Path) -> (PathBuf, PathBuf) {
-    let staging = kernel.dir.path().join("kernel-build-artifacts");
+/// They go into `work`.
+fn yocto_kernel_data(kernel: &Kernel, work: &Path) -> (PathBuf, PathBuf) {
+    let staging = work.join("kernel-build-artifacts");
     fs::create_dir_all(&staging).unwrap();
-    fs::copy(
-        corpus.join(&kernel.version).join("Module.symvers"),
-        staging.join("Module.symvers"),
-    )
-    .unwrap();
+    fs::copy(&kernel.symvers, staging.join("Module.symvers")).unwrap();
     fs::write(staging.join("kernel-abiversion"), &kernel.version).unwrap();
-    let pkgdata = kernel.dir.path().join("pkgdata");
+    let pkgdata = work.join("pkgdata");
     let depmod = pkgdata.join("kernel-depmod");
     fs::create_dir_all(&depmod).unwrap();
     fs::write(depmod.join("kernel-abiversion"), &kernel.version).unwrap();
@@ -94,10 +91,12 @@ const YOCTO: &str = "contrib/yocto/kmodidx-depmod.sh";
 
 #[test]
 fn yocto_depmodwrapper_step_indexes_the_rootfs_as_kmod34() {
-    let Some(corpus) = corpus_dir() else { return };
-    let kernel = unpack_first_kernel(&corpus);
-    let (staging, pkgdata) = yocto_kernel_data(&kernel, &corpus);
-    let rootfs = kernel.root.to_str().unwrap();
+    let Some(kernel) = corpus_kernel(CORPUS_KERNELS[0]) else {
+        return;
+    };
+    let (work, root) = kernel.private_copy();
+    let (staging, pkgdata) = yocto_kernel_data(kernel, work.path());
+    let rootfs = root.to_str().unwrap();
     // As oe/rootfs.py calls depmodwrapper, with the strict check on.
     let run = run_script(
         YOCTO,
@@ -105,14 +104,14 @@ fn yocto_depmodwrapper_step_indexes_the_rootfs_as_kmod34() {
         &[
             ("PKGDATA_DIR", &pkgdata),
             ("STAGING_KERNEL_BUILDDIR", &staging),
-            ("D", &kernel.root),
+            ("D", &root),
         ],
         true,
     );
-    assert_indexed_as_kmod34("the Yocto step", &run, &kernel);
+    assert_indexed_as_kmod34("the Yocto step", &run, kernel, &root);
     // depmodwrapper's exclusion of debug copies.
     assert_eq!(
-        fs::read_to_string(kernel.root.join("lib/depmod.d/exclude.conf")).unwrap(),
+        fs::read_to_string(root.join("lib/depmod.d/exclude.conf")).unwrap(),
         "exclude .debug\n"
     );
     // The same again (postinsts call it once per kernel package).
@@ -122,25 +121,27 @@ fn yocto_depmodwrapper_step_indexes_the_rootfs_as_kmod34() {
         &[("PKGDATA_DIR", &pkgdata)],
         false,
     );
-    assert_indexed_as_kmod34("the Yocto step, run twice", &run, &kernel);
+    assert_indexed_as_kmod34("the Yocto step, run twice", &run, kernel, &root);
 }
 
 #[test]
 fn yocto_check_passes_a_real_kernel_and_writes_nothing() {
-    let Some(corpus) = corpus_dir() else { return };
-    let kernel = unpack_first_kernel(&corpus);
-    let (staging, _) = yocto_kernel_data(&kernel, &corpus);
+    let Some(kernel) = corpus_kernel(CORPUS_KERNELS[0]) else {
+        return;
+    };
+    let (work, root) = kernel.private_copy();
+    let (staging, _) = yocto_kernel_data(kernel, work.path());
     let run = Command::new("sh")
         .arg(repo().join(YOCTO))
         .arg("--check")
         .env("KMODIDX", env!("CARGO_BIN_EXE_kmodidx"))
-        .env("PKGD", &kernel.root)
+        .env("PKGD", &root)
         .env("KERNEL_VERSION", &kernel.version)
         .env("STAGING_KERNEL_BUILDDIR", &staging)
         .output()
         .unwrap();
     assert_success("kmodidx-depmod.sh --check", &run);
-    let dir = kernel.root.join("lib/modules").join(&kernel.version);
+    let dir = root.join("lib/modules").join(&kernel.version);
     assert!(depmod_written(&dir).is_empty(), "--check wrote into PKGD");
 }
 
@@ -199,36 +200,36 @@ fn linux_dir(dir: &Path, config: &str, symvers: &Path) -> PathBuf {
 
 #[test]
 fn buildroot_depmod_hook_indexes_the_target_as_kmod34() {
-    let Some(corpus) = corpus_dir() else { return };
-    let kernel = unpack_first_kernel(&corpus);
-    let linux = linux_dir(
-        kernel.dir.path(),
-        "CONFIG_MODULES=y\n",
-        &corpus.join(&kernel.version).join("Module.symvers"),
-    );
+    let Some(kernel) = corpus_kernel(CORPUS_KERNELS[0]) else {
+        return;
+    };
+    let (work, root) = kernel.private_copy();
+    let linux = linux_dir(work.path(), "CONFIG_MODULES=y\n", &kernel.symvers);
     // As LINUX_RUN_DEPMOD's replacement calls it, with the strict check on.
     let version = PathBuf::from(&kernel.version);
     let run = run_script(
         BUILDROOT,
         &[],
         &[
-            ("TARGET_DIR", &kernel.root),
+            ("TARGET_DIR", &root),
             ("LINUX_VERSION_PROBED", &version),
             ("LINUX_DIR", &linux),
         ],
         true,
     );
-    assert_indexed_as_kmod34("the Buildroot hook", &run, &kernel);
+    assert_indexed_as_kmod34("the Buildroot hook", &run, kernel, &root);
 }
 
 #[test]
 fn buildroot_post_build_script_finds_the_kernel_version_itself() {
-    let Some(corpus) = corpus_dir() else { return };
-    let kernel = unpack_first_kernel(&corpus);
+    let Some(kernel) = corpus_kernel(CORPUS_KERNELS[0]) else {
+        return;
+    };
+    let (_work, root) = kernel.private_copy();
     // As a BR2_ROOTFS_POST_BUILD_SCRIPT: the target directory as argument,
     // no LINUX_VERSION_PROBED.
-    let run = run_script(BUILDROOT, &[kernel.root.to_str().unwrap()], &[], false);
-    assert_indexed_as_kmod34("the Buildroot post-build script", &run, &kernel);
+    let run = run_script(BUILDROOT, &[root.to_str().unwrap()], &[], false);
+    assert_indexed_as_kmod34("the Buildroot post-build script", &run, kernel, &root);
 }
 
 /// The symvers fixture as a Buildroot target, and the environment the hook

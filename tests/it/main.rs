@@ -6,12 +6,18 @@
 mod common;
 
 mod archives;
+mod bazel;
 mod build_checks;
 mod build_cli;
+mod check;
 mod contrib;
 mod corpus;
 mod depmod_cli;
 mod extra_kernels;
+mod fixturegen;
 mod fixtures;
+mod fuzz_regressions;
+mod hostile;
 mod nix;
+mod query;
 mod robustness;

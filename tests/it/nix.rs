@@ -119,18 +119,20 @@ impl Nix {
     }
 }
 
-/// The corpus's first kernel, with its module directory moved into `tree/`
-/// so that only that goes into the store (not the kernel image and docs).
-fn kernel_tree(corpus: &Path) -> (Kernel, PathBuf) {
-    let kernel = unpack_first_kernel(corpus);
-    let tree = kernel.dir.path().join("tree");
+/// The corpus's first kernel, and a private copy of its module directory in
+/// `tree/` (inside the returned directory), so that only that goes into the
+/// store (not the kernel image and docs).
+fn kernel_tree() -> Option<(&'static Kernel, tempfile::TempDir, PathBuf)> {
+    let kernel = corpus_kernel(CORPUS_KERNELS[0])?;
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
     fs::create_dir_all(tree.join("lib")).unwrap();
-    fs::rename(kernel.root.join("lib/modules"), tree.join("lib/modules")).unwrap();
-    (kernel, tree)
+    copy_tree(&kernel.root.join("lib/modules"), &tree.join("lib/modules"));
+    Some((kernel, dir, tree))
 }
 
 /// Paths, relative to `dir`, of every module file below it, following links.
-fn module_files(dir: &Path) -> Vec<String> {
+fn linked_module_files(dir: &Path) -> Vec<String> {
     fn walk(root: &Path, dir: &Path, found: &mut Vec<String>) {
         for entry in fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
@@ -152,9 +154,10 @@ fn module_files(dir: &Path) -> Vec<String> {
 #[test]
 fn mk_modules_index_of_a_tarball_matches_kmod34() {
     let Some(nix) = Nix::find() else { return };
-    let Some(corpus) = corpus_dir() else { return };
-    let (kernel, tree) = kernel_tree(&corpus);
-    let tar = kernel.dir.path().join("kernel.tar");
+    let Some((kernel, work, tree)) = kernel_tree() else {
+        return;
+    };
+    let tar = work.path().join("kernel.tar");
     let status = Command::new("tar")
         .args([
             "--sort=name",
@@ -184,7 +187,7 @@ fn mk_modules_index_of_a_tarball_matches_kmod34() {
     );
     // The modules are unpacked beside the index, as real files.
     let modules_dir = tree.join("lib/modules").join(&kernel.version);
-    assert_eq!(module_files(&dir), module_files(&modules_dir));
+    assert_eq!(linked_module_files(&dir), linked_module_files(&modules_dir));
     assert!(!fs::symlink_metadata(dir.join("kernel"))
         .unwrap()
         .file_type()
@@ -199,8 +202,9 @@ fn mk_modules_index_of_a_tarball_matches_kmod34() {
 #[test]
 fn mk_modules_index_of_a_symlink_forest_matches_kmod34() {
     let Some(nix) = Nix::find() else { return };
-    let Some(corpus) = corpus_dir() else { return };
-    let (kernel, tree) = kernel_tree(&corpus);
+    let Some((kernel, _work, tree)) = kernel_tree() else {
+        return;
+    };
 
     let out = nix.build(&nix.expr(&format!(
         "let forest = import {} {{ inherit pkgs; tree = {}; }};\nin kmodidx.mkModulesIndex {{ modules = forest; }}",
@@ -219,7 +223,7 @@ fn mk_modules_index_of_a_symlink_forest_matches_kmod34() {
     let kernel_entry = fs::symlink_metadata(dir.join("kernel")).unwrap();
     assert!(kernel_entry.file_type().is_symlink());
     let modules_dir = tree.join("lib/modules").join(&kernel.version);
-    assert_eq!(module_files(&dir), module_files(&modules_dir));
+    assert_eq!(linked_module_files(&dir), linked_module_files(&modules_dir));
     nix.delete(&out);
 }
 
@@ -252,17 +256,19 @@ fn modprobe_closure(root: &Path, version: &str, roots: &[&str]) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs --modules (closure)"]
 fn mk_modules_closure_of_a_symlink_forest_matches_modprobe() {
     let Some(nix) = Nix::find() else { return };
-    let Some(corpus) = corpus_dir() else { return };
     let Some(depmod) = live_depmod30() else {
         return;
     };
-    let (kernel, tree) = kernel_tree(&corpus);
+    let Some((kernel, work, tree)) = kernel_tree() else {
+        return;
+    };
     // An alias, modules with softdeps (pre:, through aliases), one with
     // firmware in a subdirectory, and one allowed to be missing.
     let roots = ["virtio_blk", "fs-vfat", "xt_LOG", "btrfs", "jr3_pci"];
-    let firmware = kernel.dir.path().join("firmware");
+    let firmware = work.path().join("firmware");
     fs::create_dir_all(firmware.join("lib/firmware/comedi")).unwrap();
     fs::write(firmware.join("lib/firmware/comedi/jr3pci.idm"), b"jr3 blob").unwrap();
     fs::write(firmware.join("lib/firmware/unrelated.bin"), b"not needed").unwrap();
@@ -284,13 +290,13 @@ fn mk_modules_closure_of_a_symlink_forest_matches_modprobe() {
 
     // The closure holds exactly the modules modprobe loads for the roots.
     let module_dir = tree.join("lib/modules").join(&kernel.version);
-    let reference30 = corpus.join(&kernel.version).join("ref-30");
+    let reference30 = kernel.reference.with_file_name("ref-30");
     for (name, bytes) in index_files(&reference30) {
         fs::write(module_dir.join(name), bytes).unwrap();
     }
     let dir = out.join("lib/modules").join(&kernel.version);
     assert_eq!(
-        module_files(&dir),
+        linked_module_files(&dir),
         modprobe_closure(&tree, &kernel.version, &roots)
     );
     // Its firmware, the extra firmware (in the compressed form there is),

@@ -10,20 +10,7 @@ use crate::common::*;
 use kmodidx::module::ModuleMeta;
 
 fn fixture_modules() -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for entry in fs::read_dir(dir).unwrap() {
-            let entry = entry.unwrap();
-            let ty = entry.file_type().unwrap();
-            if ty.is_dir() {
-                walk(&entry.path(), out);
-            } else if ty.is_file() && entry.file_name().to_string_lossy().contains(".ko") {
-                out.push(entry.path());
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&repo().join("fixtures/trees"), &mut out);
-    out.sort();
+    let out = module_files(&repo().join("fixtures/trees"));
     assert!(out.len() > 50);
     out
 }
@@ -93,18 +80,7 @@ fn piecemeal_reads_match_whole_reads() {
     let mut modules = fixture_modules();
     if let Ok(corpus) = std::env::var("KMODIDX_PIECEMEAL_CORPUS") {
         // Optional: point at an unpacked kernel's module directory.
-        let mut more = Vec::new();
-        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-            for e in fs::read_dir(dir).unwrap().flatten() {
-                if e.file_type().unwrap().is_dir() {
-                    walk(&e.path(), out);
-                } else if e.file_name().to_string_lossy().contains(".ko") {
-                    out.push(e.path());
-                }
-            }
-        }
-        walk(Path::new(&corpus), &mut more);
-        modules.extend(more);
+        modules.extend(module_files(Path::new(&corpus)));
     }
     for module in modules {
         let original = fs::read(&module).unwrap();
