@@ -55,6 +55,7 @@
 #![warn(missing_docs)]
 
 pub mod build;
+pub mod closure;
 pub mod compress;
 pub mod depmod;
 pub mod diag;
