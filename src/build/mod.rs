@@ -7,6 +7,7 @@
 //! [`Built::diagnostics`] or in the [`BuildError`], which also carries the
 //! kernel version when it was found.
 
+mod closure;
 mod locate;
 
 use std::io::Write;
@@ -29,7 +30,7 @@ use crate::source::{
     join, open_input, ArchiveOptions, DirTree, EntryKind, Input, InputError, Tree,
 };
 
-pub use locate::{locate, LocateError, Located};
+pub use locate::{lib_is_usr_lib, locate, LocateError, Located};
 
 /// Size limits, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +96,18 @@ pub struct Options {
     /// anonymous file there); `None` keeps none, which suffices when the
     /// output is not written (as for `verify`).
     pub spill_dir: Option<PathBuf>,
+    /// Index (and stage) only the closure of these SPECs (`--modules`).
+    pub closure: Option<ClosureRequest>,
+}
+
+/// A closure build (`--modules`): which modules, and whether to write
+/// `modules.load`. See [`crate::closure`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClosureRequest {
+    /// Roots, exclusions and allowed-missing names, as expanded SPEC lists.
+    pub selection: crate::closure::Selection,
+    /// Also write `modules.load`, the closure in load order.
+    pub load_list: bool,
 }
 
 impl Default for Options {
@@ -113,6 +126,7 @@ impl Default for Options {
             strict: false,
             input_digest: true,
             spill_dir: None,
+            closure: None,
         }
     }
 }
@@ -149,6 +163,14 @@ impl Options {
             config_dirs: m.options.config_dirs.iter().map(PathBuf::from).collect(),
             input_config: m.options.input_config,
             symbol_prefix,
+            closure: m.options.closure.as_ref().map(|c| ClosureRequest {
+                selection: crate::closure::Selection {
+                    roots: c.modules.clone(),
+                    exclude: c.exclude.clone(),
+                    allow_missing: c.allow_missing.clone(),
+                },
+                load_list: c.load_list,
+            }),
             ..Options::default()
         })
     }
@@ -205,7 +227,9 @@ impl BuildError {
     pub fn is_module_problem(&self) -> bool {
         matches!(
             *self.failure,
-            Failure::Strict { .. } | Failure::Depmod(DepmodError::Cycle { .. })
+            Failure::Strict { .. }
+                | Failure::Depmod(DepmodError::Cycle { .. })
+                | Failure::Closure(_)
         )
     }
 }
@@ -238,6 +262,9 @@ pub enum Failure {
         /// Why.
         reason: String,
     },
+    /// A closure could not be computed (a root SPEC matches nothing).
+    #[error("{0}; nothing was written")]
+    Closure(#[from] crate::closure::ClosureError),
     /// `strict` was set and modules have problems.
     #[error("--strict: {count} problem(s) with modules or symbols; nothing was written")]
     Strict {
@@ -264,6 +291,7 @@ pub fn open(from: &Path, opts: &Options) -> Result<Input<ModuleMeta>, BuildError
             .map(|s| input_path(&s.path))
             .into_iter()
             .collect(),
+        keep_firmware: opts.staged && opts.closure.is_some(),
         ..ArchiveOptions::default()
     };
     let parser = MetaParser {
@@ -363,14 +391,44 @@ pub fn build_opened(
         explicit_modules: None,
         text_only: false,
     };
-    let outcome = match depmod::run(&request) {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            diagnostics.extend_from_slice(e.diagnostics());
-            return Err(fail(Failure::Depmod(e), Some(&version), diagnostics));
+    let mut closure_built = None;
+    let outcome = match &opts.closure {
+        None => match depmod::run(&request) {
+            Ok(outcome) => {
+                diagnostics.extend(outcome.diagnostics.iter().cloned());
+                outcome
+            }
+            Err(e) => {
+                diagnostics.extend_from_slice(e.diagnostics());
+                return Err(fail(Failure::Depmod(e), Some(&version), diagnostics));
+            }
+        },
+        Some(wanted) => {
+            let mut diags = Vec::new();
+            match closure::run(&request, tree, &version, wanted, opts.staged, &mut diags) {
+                Ok(mut built) => {
+                    diagnostics.extend(diags);
+                    let outcome = std::mem::replace(
+                        &mut built.outcome,
+                        depmod::Outcome {
+                            files: Vec::new(),
+                            diagnostics: Vec::new(),
+                            module_paths: Vec::new(),
+                        },
+                    );
+                    closure_built = Some(built);
+                    outcome
+                }
+                Err(failure) => {
+                    if let Failure::Depmod(e) = &failure {
+                        diags.extend_from_slice(e.diagnostics());
+                    }
+                    diagnostics.extend(diags);
+                    return Err(fail(failure, Some(&version), diagnostics));
+                }
+            }
         }
     };
-    diagnostics.extend(outcome.diagnostics.iter().cloned());
     let count = diagnostics.iter().filter(|d| d.is_strict_finding()).count();
     if opts.strict && count > 0 {
         return Err(fail(Failure::Strict { count }, Some(&version), diagnostics));
@@ -382,8 +440,21 @@ pub fn build_opened(
         plan.files
             .push(PlannedFile::bytes(path, file.bytes.clone()));
     }
+    if let Some(list) = closure_built.as_ref().and_then(|c| c.load_list.clone()) {
+        plan.files
+            .push(PlannedFile::bytes(closure::load_list_path(&tree_path), list));
+    }
     if opts.staged {
-        match staged_files(tree, &tree_path) {
+        let staged = match &closure_built {
+            None => staged_files(tree, &tree_path),
+            Some(c) => {
+                let mut paths = module_dir_inputs(tree, &tree_path);
+                paths.extend(outcome.module_paths.iter().cloned());
+                paths.extend(c.firmware.iter().cloned());
+                planned_copies(tree, &paths)
+            }
+        };
+        match staged {
             Ok(staged) => plan.files.extend(staged),
             Err(failure) => return Err(fail(failure, Some(&version), diagnostics)),
         }
@@ -394,6 +465,10 @@ pub fn build_opened(
     if opts.input_digest {
         used = recording.used();
         used.extend(outcome.module_paths.iter().cloned());
+        if let Some(c) = &closure_built {
+            used.extend(c.all_modules.iter().cloned());
+            used.extend(c.firmware.iter().cloned());
+        }
         used.sort();
         used.dedup();
     }
@@ -425,6 +500,12 @@ pub fn build_opened(
                 .map(|d| d.display().to_string())
                 .collect(),
             symbol_prefix: opts.symbol_prefix.map(|b| char::from(b).to_string()),
+            closure: opts.closure.as_ref().map(|c| manifest::ManifestClosure {
+                modules: c.selection.roots.clone(),
+                exclude: c.selection.exclude.clone(),
+                allow_missing: c.selection.allow_missing.clone(),
+                load_list: c.load_list,
+            }),
         },
         input: manifest::input_digest(&digests),
         files: plan
@@ -489,20 +570,24 @@ fn load_symbols(
     ))
 }
 
-/// The module directory's own files and every module file under it, walked
-/// as discovery walks it, planned as copies.
-fn staged_files(tree: &dyn Tree, dir: &[u8]) -> Result<Vec<PlannedFile>, Failure> {
-    let mut paths = Vec::new();
-    for name in [
+/// The module directory's input files that a staged output keeps as they
+/// are: `modules.order`, `modules.builtin`, `modules.builtin.modinfo`.
+fn module_dir_inputs(tree: &dyn Tree, dir: &[u8]) -> Vec<Vec<u8>> {
+    [
         "modules.order",
         "modules.builtin",
         "modules.builtin.modinfo",
-    ] {
-        let p = join(&[dir, name.as_bytes()]);
-        if tree.kind(&p) == Some(EntryKind::File) {
-            paths.push(p);
-        }
-    }
+    ]
+    .iter()
+    .map(|name| join(&[dir, name.as_bytes()]))
+    .filter(|p| tree.kind(p) == Some(EntryKind::File))
+    .collect()
+}
+
+/// The module directory's own files and every module file under it, walked
+/// as discovery walks it, planned as copies.
+fn staged_files(tree: &dyn Tree, dir: &[u8]) -> Result<Vec<PlannedFile>, Failure> {
+    let mut paths = module_dir_inputs(tree, dir);
     let kmod_dir = [b"/", dir].concat();
     walk_modules(tree, dir, &kmod_dir, &|_| false, &mut |walked| {
         if let Walked::Module { tree_path, .. } = walked {
@@ -510,6 +595,11 @@ fn staged_files(tree: &dyn Tree, dir: &[u8]) -> Result<Vec<PlannedFile>, Failure
         }
         true
     });
+    planned_copies(tree, &paths)
+}
+
+/// Input files planned as copies at the same paths.
+fn planned_copies(tree: &dyn Tree, paths: &[Vec<u8>]) -> Result<Vec<PlannedFile>, Failure> {
     paths
         .par_iter()
         .map(|p| {

@@ -3,12 +3,9 @@
 
 use std::collections::BTreeSet;
 
+use crate::diag::{lossy, Diagnostic, Kind};
+use crate::layout::FIRMWARE_DIRS;
 use crate::source::{join, EntryKind, Tree};
-
-/// The firmware directories of an image, relative to its root. On a
-/// merged-/usr tree (`lib -> usr/lib`) both name the same directory; the
-/// caller passes only `usr/lib/firmware` then (see [`firmware_roots`]).
-pub const FIRMWARE_DIRS: [&str; 2] = ["lib/firmware", "usr/lib/firmware"];
 
 /// Compressed variants the kernel's loader tries (`CONFIG_FW_LOADER_COMPRESS`).
 pub const SUFFIXES: [&str; 3] = ["", ".xz", ".zst"];
@@ -22,24 +19,15 @@ pub struct FirmwareFile {
     pub path: Vec<u8>,
 }
 
-/// A `firmware=` entry with no file in the input.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct MissingFirmware {
-    /// The module naming it.
-    pub module: String,
-    /// The name, as in modinfo.
-    pub name: String,
-    /// Why: absent, or a name that is not a plain relative path.
-    pub unsafe_name: bool,
-}
-
 /// Firmware found and missing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Firmware {
     /// Files to copy, sorted by path, each once.
     pub files: Vec<FirmwareFile>,
-    /// Names with no file, sorted.
-    pub missing: Vec<MissingFirmware>,
+    /// A warning per name with no file ([`Kind::FirmwareMissing`]) or
+    /// that is not a plain relative path ([`Kind::FirmwareNameUnsafe`]),
+    /// sorted by module and name.
+    pub missing: Vec<Diagnostic>,
 }
 
 /// The firmware directories to search in `tree`: both, unless `lib` is a
@@ -84,13 +72,8 @@ pub fn collect(
         Vec::new(),
     ];
     for (module, name) in wanted {
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         if !is_plain(name) {
-            missing.insert(MissingFirmware {
-                module: text(module),
-                name: text(name),
-                unsafe_name: true,
-            });
+            missing.insert((lossy(module), lossy(name), true));
             continue;
         }
         let mut found = false;
@@ -107,16 +90,21 @@ pub fn collect(
             }
         }
         if !found {
-            missing.insert(MissingFirmware {
-                module: text(module),
-                name: text(name),
-                unsafe_name: false,
-            });
+            missing.insert((lossy(module), lossy(name), false));
         }
     }
     Firmware {
         files: files.into_iter().collect(),
-        missing: missing.into_iter().collect(),
+        missing: missing
+            .into_iter()
+            .map(|(module, firmware, unsafe_name)| {
+                Diagnostic::warning(if unsafe_name {
+                    Kind::FirmwareNameUnsafe { module, firmware }
+                } else {
+                    Kind::FirmwareMissing { module, firmware }
+                })
+            })
+            .collect(),
     }
 }
 
@@ -166,17 +154,13 @@ mod tests {
                 "lib/firmware/vendor/a.bin",
             ]
         );
-        let missing: Vec<(&str, bool)> = got
-            .missing
-            .iter()
-            .map(|m| (m.name.as_str(), m.unsafe_name))
-            .collect();
+        let missing: Vec<String> = got.missing.iter().map(|d| d.to_string()).collect();
         assert_eq!(
             missing,
             [
-                ("../../etc/passwd", true),
-                ("absent.bin", false),
-                ("escape.bin", false)
+                "m3: firmware name ../../etc/passwd is not a plain relative path; not looked up",
+                "m3: firmware absent.bin is not in the input",
+                "m3: firmware escape.bin is not in the input",
             ]
         );
     }

@@ -30,6 +30,8 @@ pub mod order;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::diag::{Diagnostic, Edge, Kind};
+
 pub use order::load_order;
 
 /// One module of the graph. Indexes into the graph's module list identify
@@ -128,94 +130,32 @@ pub struct Selection {
     pub allow_missing: Vec<String>,
 }
 
-/// How one module pulls in another.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Edge {
-    /// A hard dependency: the module cannot load without it.
-    Dependency,
-    /// A softdep `pre:` target.
-    SoftPre,
-    /// A softdep `post:` target.
-    SoftPost,
-    /// A weakdep target.
-    Weak,
-}
-
-impl Edge {
-    /// The word used in messages and reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Edge::Dependency => "dependency",
-            Edge::SoftPre => "softdep pre",
-            Edge::SoftPost => "softdep post",
-            Edge::Weak => "weakdep",
-        }
-    }
-}
-
-/// Something the user should hear about a closure.
+/// A warning about a closure, kept sortable until it becomes a
+/// [`Diagnostic`].
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Note {
-    /// A root matched nothing, and `--allow-missing` allows it.
-    MissingAllowed {
-        /// The SPEC.
-        spec: String,
-    },
-    /// An `--exclude` SPEC matched no module.
-    ExcludeMatchedNothing {
-        /// The SPEC.
-        spec: String,
-    },
-    /// A root resolved to a module that `--exclude` removes.
-    RootExcluded {
-        /// The root SPEC.
-        spec: String,
-        /// The excluded module.
-        module: String,
-    },
-    /// A kept module needs (or asks for) a module that `--exclude` removed.
-    ExclusionBroke {
-        /// The kept module.
-        module: String,
-        /// The excluded module it wants.
-        wants: String,
-        /// How it wants it.
-        edge: Edge,
-    },
+enum Note {
+    MissingAllowed { spec: String },
+    ExcludeMatchedNothing { spec: String },
+    RootExcluded { spec: String, module: String },
+    ExclusionBroke { module: String, wants: String, edge: Edge },
 }
 
-impl std::fmt::Display for Note {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Note::MissingAllowed { spec } => write!(
-                f,
-                "--modules {spec}: matches no module (allowed by --allow-missing)"
-            ),
-            Note::ExcludeMatchedNothing { spec } => {
-                write!(f, "--exclude {spec}: matches no module")
-            }
-            Note::RootExcluded { spec, module } => write!(
-                f,
-                "--modules {spec}: {module} is excluded by --exclude and left out"
-            ),
-            Note::ExclusionBroke {
-                module,
-                wants,
-                edge: Edge::Dependency,
-            } => write!(
-                f,
-                "{module} needs {wants}, which --exclude removed: {module} will not load"
-            ),
+impl Note {
+    fn diagnostic(self) -> Diagnostic {
+        Diagnostic::warning(match self {
+            Note::MissingAllowed { spec } => Kind::SpecMissingAllowed { spec },
+            Note::ExcludeMatchedNothing { spec } => Kind::ExcludeMatchedNothing { spec },
+            Note::RootExcluded { spec, module } => Kind::RootExcluded { spec, module },
             Note::ExclusionBroke {
                 module,
                 wants,
                 edge,
-            } => write!(
-                f,
-                "{module} names {wants} as a {}, which --exclude removed",
-                edge.name()
-            ),
-        }
+            } => Kind::ExclusionBroke {
+                module,
+                wants,
+                edge,
+            },
+        })
     }
 }
 
@@ -223,7 +163,7 @@ impl std::fmt::Display for Note {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClosureError {
     /// Roots that match nothing, not allowed by `--allow-missing`.
-    #[error("--modules: {} match{} no module: {}", .specs.len(), if .specs.len() == 1 { "es" } else { "" }, .specs.join(", "))]
+    #[error("--modules: no module matches {}", .specs.join(", "))]
     NoMatch {
         /// The SPECs, in the order given.
         specs: Vec<String>,
@@ -239,8 +179,9 @@ pub struct Closure {
     pub builtin: Vec<Vec<u8>>,
     /// What each root resolved to, in the order given (duplicates removed).
     pub roots: Vec<(String, Vec<Target>)>,
-    /// Warnings, sorted and without repeats.
-    pub notes: Vec<Note>,
+    /// Warnings (a root allowed to be missing, what `--exclude` broke),
+    /// sorted and without repeats.
+    pub notes: Vec<Diagnostic>,
 }
 
 fn same_name(a: &str, b: &str) -> bool {
@@ -376,7 +317,7 @@ pub fn compute(
         modules: kept.into_iter().collect(),
         builtin: builtin.into_iter().collect(),
         roots,
-        notes: notes.into_iter().collect(),
+        notes: notes.into_iter().map(Note::diagnostic).collect(),
     })
 }
 
@@ -587,7 +528,7 @@ mod tests {
         );
         assert_eq!(
             err.to_string(),
-            "--modules: 2 match no module: nope, gone_too"
+            "--modules: no module matches nope, gone_too"
         );
         let mut s = sel(&["a-b", "nope", "gone_too"]);
         s.allow_missing = vec!["nope".into(), "gone-too".into()];
@@ -596,12 +537,12 @@ mod tests {
         assert_eq!(
             c.notes,
             [
-                Note::MissingAllowed {
+                Diagnostic::warning(Kind::SpecMissingAllowed {
                     spec: "gone_too".into()
-                },
-                Note::MissingAllowed {
+                }),
+                Diagnostic::warning(Kind::SpecMissingAllowed {
                     spec: "nope".into()
-                },
+                }),
             ]
         );
     }
@@ -628,20 +569,21 @@ mod tests {
         let c = compute(&g, &l, &s).unwrap();
         // e was pulled in only by b and goes with it; c stays (d needs it).
         assert_eq!(names(&g, &c), ["a", "c", "d", "f"]);
+        let kinds: Vec<Kind> = c.notes.iter().map(|d| d.kind.clone()).collect();
         assert_eq!(
-            c.notes,
+            kinds,
             [
-                Note::ExcludeMatchedNothing { spec: "zzz".into() },
-                Note::RootExcluded {
+                Kind::ExcludeMatchedNothing { spec: "zzz".into() },
+                Kind::RootExcluded {
                     spec: "b".into(),
                     module: "b".into()
                 },
-                Note::ExclusionBroke {
+                Kind::ExclusionBroke {
                     module: "a".into(),
                     wants: "b".into(),
                     edge: Edge::Dependency
                 },
-                Note::ExclusionBroke {
+                Kind::ExclusionBroke {
                     module: "f".into(),
                     wants: "b".into(),
                     edge: Edge::SoftPost

@@ -25,7 +25,7 @@ pub fn load_order(graph: &[Node], closure: &Closure, lookup: &dyn Lookup) -> Vec
     // those are hard dependencies.
     let mut before: HashMap<usize, BTreeSet<usize>> = HashMap::new();
     let mut hard: HashMap<usize, BTreeSet<usize>> = HashMap::new();
-    let mut resolve = |spec: &[u8]| -> Vec<usize> {
+    let resolve = |spec: &[u8]| -> Vec<usize> {
         lookup
             .lookup(spec)
             .into_iter()

@@ -106,6 +106,9 @@ pub struct ModuleMeta {
     pub softdeps: Vec<Vec<u8>>,
     /// `weakdep=` values.
     pub weakdeps: Vec<Vec<u8>>,
+    /// `firmware=` values: files the module may ask the kernel to load
+    /// (not used by depmod; a closure copies them).
+    pub firmware: Vec<Vec<u8>>,
     /// `None` when the symbol table could not be read: the module then has
     /// no dependencies, as with kmod.
     pub imports: Option<Imports>,
@@ -236,6 +239,7 @@ impl ModuleMeta {
                 b"alias" => &mut meta.aliases,
                 b"softdep" => &mut meta.softdeps,
                 b"weakdep" => &mut meta.weakdeps,
+                b"firmware" => &mut meta.firmware,
                 _ => continue,
             };
             list.push(value.to_vec());

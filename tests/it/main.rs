@@ -9,6 +9,7 @@ mod archives;
 mod bazel;
 mod build_checks;
 mod build_cli;
+mod closure;
 mod corpus;
 mod depmod_cli;
 mod extra_kernels;

@@ -1,0 +1,152 @@
+//! The closure stage of a build (`--modules`): the whole kernel is loaded
+//! and indexed in memory, the closure is computed over that graph, and
+//! depmod's resolution and rendering run again over the closure's modules
+//! alone, as depmod would over the staged subset.
+
+use std::collections::HashMap;
+
+use crate::closure::{self, firmware, Closure, Lookup, Node, Softdeps, Target};
+use crate::depmod::{self, resolve, DepmodError, Loaded, Outcome, Request};
+use crate::diag::Diagnostic;
+use crate::index::files::IndexFile;
+use crate::source::{join, Tree};
+
+use super::{ClosureRequest, Failure};
+
+/// What the closure stage produces.
+pub(super) struct ClosureBuild {
+    /// The index of the closure's modules.
+    pub outcome: Outcome,
+    /// Every module of the kernel (tree paths): the closure is a function
+    /// of all of them, so all count as inputs.
+    pub all_modules: Vec<Vec<u8>>,
+    /// Firmware to copy (tree paths), when staged.
+    pub firmware: Vec<Vec<u8>>,
+    /// `modules.load`, when asked for.
+    pub load_list: Option<Vec<u8>>,
+}
+
+/// Runs the closure stage. Messages go to `diags` (those of the subset's
+/// depmod run, as depmod over the staged subset would print them, then the
+/// closure's own warnings).
+pub(super) fn run(
+    request: &Request<'_>,
+    tree: &dyn Tree,
+    version: &str,
+    wanted: &ClosureRequest,
+    staged: bool,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<ClosureBuild, Failure> {
+    let loaded = depmod::load(request, diags).map_err(Failure::Depmod)?;
+    let all_modules: Vec<Vec<u8>> = loaded.found.iter().map(|f| f.tree_path.clone()).collect();
+
+    // The whole kernel's index, in memory, for resolving SPECs as modprobe
+    // resolves them against an installed kernel. Its messages are those of
+    // the full tree, not of the output: dropped.
+    let full = depmod::index(request, loaded.clone(), Vec::new()).map_err(|e| match e {
+        DepmodError::Cycle { .. } => Failure::Depmod(e),
+        other => Failure::Depmod(other),
+    })?;
+    let lookup = IndexLookup::new(&loaded, &full.files);
+
+    let graph = graph(&loaded, request.symbols.prefix);
+    let closure = closure::compute(&graph, &lookup, &wanted.selection)?;
+
+    let load_list = wanted
+        .load_list
+        .then(|| load_list(&loaded, &graph, &closure, &lookup));
+    let firmware = if staged {
+        let wanted_fw: Vec<(Vec<u8>, Vec<u8>)> = closure
+            .modules
+            .iter()
+            .flat_map(|&m| {
+                let module = &loaded.modules[m];
+                module
+                    .meta
+                    .firmware
+                    .iter()
+                    .map(|f| (module.name.clone(), f.clone()))
+            })
+            .collect();
+        let roots = firmware::firmware_roots(super::lib_is_usr_lib(tree));
+        let found = firmware::collect(tree, &roots, version, &wanted_fw);
+        (found.files.into_iter().map(|f| f.path).collect(), found.missing)
+    } else {
+        (Vec::new(), Vec::new())
+    };
+
+    let subset = loaded.subset(&closure.modules);
+    let outcome = depmod::index(request, subset, std::mem::take(diags)).map_err(Failure::Depmod)?;
+    *diags = outcome.diagnostics.clone();
+    diags.extend(closure.notes.iter().cloned());
+    diags.extend(firmware.1);
+    Ok(ClosureBuild {
+        outcome,
+        all_modules,
+        firmware: firmware.0,
+        load_list,
+    })
+}
+
+/// The typed graph the closure is computed over, in depmod's order.
+fn graph(loaded: &Loaded, prefix: u8) -> Vec<Node> {
+    resolve::direct_graph(&loaded.modules, prefix)
+        .into_iter()
+        .zip(&loaded.modules)
+        .map(|(deps, m)| Node {
+            name: m.name.clone(),
+            deps,
+            softdeps: Softdeps::from_modinfo(m.meta.softdeps.iter().map(Vec::as_slice)),
+            weakdeps: closure::weakdeps_from_modinfo(m.meta.weakdeps.iter().map(Vec::as_slice)),
+        })
+        .collect()
+}
+
+/// `modules.load`: the closure's module paths (as `modules.dep` writes
+/// them), one per line, in load order.
+fn load_list(loaded: &Loaded, graph: &[Node], closure: &Closure, lookup: &dyn Lookup) -> Vec<u8> {
+    let mut out = Vec::new();
+    for m in closure::load_order(graph, closure, lookup) {
+        let f = &loaded.found[m];
+        out.extend_from_slice(f.relpath.as_deref().unwrap_or(&f.kmod_path));
+        out.push(b'\n');
+    }
+    out
+}
+
+/// The path of `modules.load` in the output.
+pub(super) fn load_list_path(tree_path: &[u8]) -> Vec<u8> {
+    join(&[tree_path, b"modules.load"])
+}
+
+/// Resolves SPECs over the whole kernel's index.
+struct IndexLookup {
+    by_name: HashMap<Vec<u8>, usize>,
+    builtin: std::collections::HashSet<Vec<u8>>,
+}
+
+impl IndexLookup {
+    fn new(loaded: &Loaded, files: &[IndexFile]) -> Self {
+        let _ = files;
+        IndexLookup {
+            by_name: loaded
+                .modules
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (m.name.clone(), i))
+                .collect(),
+            builtin: Default::default(),
+        }
+    }
+}
+
+impl Lookup for IndexLookup {
+    fn lookup(&self, spec: &[u8]) -> Vec<Target> {
+        let name = crate::layout::modname(spec);
+        match self.by_name.get(&name) {
+            Some(&i) => vec![Target::Module(i)],
+            None if self.builtin.contains(&name) => vec![Target::Builtin(name)],
+            None => Vec::new(),
+        }
+    }
+}
