@@ -70,7 +70,10 @@ pub(super) fn run(
             .collect();
         let roots = firmware::firmware_roots(super::lib_is_usr_lib(tree));
         let found = firmware::collect(tree, &roots, version, &wanted_fw);
-        (found.files.into_iter().map(|f| f.path).collect(), found.missing)
+        (
+            found.files.into_iter().map(|f| f.path).collect(),
+            found.missing,
+        )
     } else {
         (Vec::new(), Vec::new())
     };

@@ -441,8 +441,10 @@ pub fn build_opened(
             .push(PlannedFile::bytes(path, file.bytes.clone()));
     }
     if let Some(list) = closure_built.as_ref().and_then(|c| c.load_list.clone()) {
-        plan.files
-            .push(PlannedFile::bytes(closure::load_list_path(&tree_path), list));
+        plan.files.push(PlannedFile::bytes(
+            closure::load_list_path(&tree_path),
+            list,
+        ));
     }
     if opts.staged {
         let staged = match &closure_built {

@@ -134,10 +134,21 @@ pub struct Selection {
 /// [`Diagnostic`].
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Note {
-    MissingAllowed { spec: String },
-    ExcludeMatchedNothing { spec: String },
-    RootExcluded { spec: String, module: String },
-    ExclusionBroke { module: String, wants: String, edge: Edge },
+    MissingAllowed {
+        spec: String,
+    },
+    ExcludeMatchedNothing {
+        spec: String,
+    },
+    RootExcluded {
+        spec: String,
+        module: String,
+    },
+    ExclusionBroke {
+        module: String,
+        wants: String,
+        edge: Edge,
+    },
 }
 
 impl Note {
@@ -494,7 +505,15 @@ mod tests {
         let c = compute(&g, &l, &sel(&["btrfs"])).unwrap();
         assert_eq!(
             names(&g, &c),
-            ["btrfs", "libcrc", "crc_intel", "helper", "post_mod", "weak_mod", "weak_dep"]
+            [
+                "btrfs",
+                "libcrc",
+                "crc_intel",
+                "helper",
+                "post_mod",
+                "weak_mod",
+                "weak_dep"
+            ]
         );
         assert_eq!(c.builtin, [b"crc_generic".to_vec()]);
     }

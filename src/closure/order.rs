@@ -57,7 +57,8 @@ pub fn load_order(graph: &[Node], closure: &Closure, lookup: &dyn Lookup) -> Vec
     let mut order = Vec::with_capacity(members.len());
     while order.len() < members.len() {
         let ready = |set: &HashMap<usize, BTreeSet<usize>>, m: &usize| {
-            set.get(m).is_none_or(|b| b.iter().all(|d| placed.contains(d)))
+            set.get(m)
+                .is_none_or(|b| b.iter().all(|d| placed.contains(d)))
         };
         let next = members
             .iter()

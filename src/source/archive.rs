@@ -67,7 +67,10 @@ enum FileData {
     /// Index into `modules`.
     Module(usize),
     /// Bytes in the spill file (firmware).
-    Spilled { at: u64, size: u64 },
+    Spilled {
+        at: u64,
+        size: u64,
+    },
     /// Not needed by kmodidx, so not kept.
     Unkept,
 }

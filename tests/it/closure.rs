@@ -38,7 +38,10 @@ fn tool(candidates: &[&str], package: &str) -> Option<PathBuf> {
             "CI needs {}: apt-get install {package}",
             candidates[0]
         );
-        eprintln!("\n*** SKIPPED: {} not found (apt-get install {package}) ***\n", candidates[0]);
+        eprintln!(
+            "\n*** SKIPPED: {} not found (apt-get install {package}) ***\n",
+            candidates[0]
+        );
     }
     found
 }
@@ -154,7 +157,11 @@ fn depmod_over(staged: &Path, version: &str) -> BTreeMap<String, Vec<u8>> {
         .args(["-C", "/nonexistent", version])
         .output()
         .unwrap();
-    assert!(out.status.success(), "depmod: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "depmod: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     depmod_written(&mdir)
 }
 
@@ -187,8 +194,16 @@ fn fixture_softdep_chains_weakdeps_and_builtins() {
     assert!(o.status.success(), "{}", stderr(&o));
     let got = staged_modules(&dir.path().join("out"), FIXTURE_VERSION);
     let want: BTreeSet<String> = [
-        "cl-root", "cl_dep", "cl_base", "cl_pre", "cl_pre_dep", "cl_chain", "cl_chain_end",
-        "cl_post", "cl_weak", "cl_weak_dep",
+        "cl-root",
+        "cl_dep",
+        "cl_base",
+        "cl_pre",
+        "cl_pre_dep",
+        "cl_chain",
+        "cl_chain_end",
+        "cl_post",
+        "cl_weak",
+        "cl_weak_dep",
     ]
     .iter()
     .map(|m| format!("kernel/cl/{m}.ko"))
@@ -222,14 +237,23 @@ fn fixture_closure_contains_what_modprobe_loads_and_depmod_indexes_it_the_same()
         "usb:v1234p5678d0100dc00dsc00dp00ic03isc01ip02in00",
         "cl_ex_top",
     ];
-    let (dir, o) = build_fixture(&["--modules", &specs.join(","), "--staged", "--compat", "kmod30"]);
+    let (dir, o) = build_fixture(&[
+        "--modules",
+        &specs.join(","),
+        "--staged",
+        "--compat",
+        "kmod30",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = dir.path().join("out");
     let got = staged_modules(&out, FIXTURE_VERSION);
     for spec in specs {
         let want = show_depends(&modprobe, indexed.path(), FIXTURE_VERSION, spec);
         assert!(!want.is_empty());
-        assert!(want.is_subset(&got), "{spec}: modprobe loads {want:?}, closure {got:?}");
+        assert!(
+            want.is_subset(&got),
+            "{spec}: modprobe loads {want:?}, closure {got:?}"
+        );
     }
     let mdir = out.join("lib/modules").join(FIXTURE_VERSION);
     assert_same_files(
@@ -287,7 +311,10 @@ fn fixture_spec_matching_nothing_is_an_error_naming_it() {
     let (dir, o) = build_fixture(&["--modules", "cl_root,no-such-module,fs-nothing"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
-    assert!(err.contains("no-such-module") && err.contains("fs-nothing"), "{err}");
+    assert!(
+        err.contains("no-such-module") && err.contains("fs-nothing"),
+        "{err}"
+    );
     assert!(!dir.path().join("out").exists());
 
     let (dir, o) = build_fixture(&[
@@ -299,12 +326,20 @@ fn fixture_spec_matching_nothing_is_an_error_naming_it() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("no-such-module"), "a warning names it");
-    assert!(staged_modules(&dir.path().join("out"), FIXTURE_VERSION).contains("kernel/cl/cl-root.ko"));
+    assert!(
+        staged_modules(&dir.path().join("out"), FIXTURE_VERSION).contains("kernel/cl/cl-root.ko")
+    );
 }
 
 #[test]
 fn fixture_exclude_drops_what_only_it_pulled_in_and_says_what_broke() {
-    let (dir, o) = build_fixture(&["--modules", "cl_ex_top", "--exclude", "cl_ex_mid", "--staged"]);
+    let (dir, o) = build_fixture(&[
+        "--modules",
+        "cl_ex_top",
+        "--exclude",
+        "cl_ex_mid",
+        "--staged",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         staged_modules(&dir.path().join("out"), FIXTURE_VERSION),
@@ -366,12 +401,26 @@ fn fixture_archive_input_gives_the_same_closure_with_firmware() {
     let from_dir = dir.path().join("a.cpio");
     let from_tar = dir.path().join("b.cpio");
     run_ok(&[
-        "build", "--from", fixture().to_str().unwrap(), "--out", from_dir.to_str().unwrap(),
-        "--modules", spec, "--staged", "--load-list",
+        "build",
+        "--from",
+        fixture().to_str().unwrap(),
+        "--out",
+        from_dir.to_str().unwrap(),
+        "--modules",
+        spec,
+        "--staged",
+        "--load-list",
     ]);
     run_ok(&[
-        "build", "--from", tar.to_str().unwrap(), "--out", from_tar.to_str().unwrap(),
-        "--modules", spec, "--staged", "--load-list",
+        "build",
+        "--from",
+        tar.to_str().unwrap(),
+        "--out",
+        from_tar.to_str().unwrap(),
+        "--modules",
+        spec,
+        "--staged",
+        "--load-list",
     ]);
     let a = fs::read(&from_dir).unwrap();
     assert_eq!(a, fs::read(&from_tar).unwrap());
@@ -385,28 +434,62 @@ fn fixture_manifest_records_the_specs_and_verify_rebuilds_them() {
     fs::write(&list, "# roots\ncl-root-alias  # via an alias\n").unwrap();
     let out = dir.path().join("out.tar");
     run_ok(&[
-        "build", "--from", fixture().to_str().unwrap(), "--out", out.to_str().unwrap(),
-        "--modules", &format!("@{}", list.display()), "--modules", "cl_ex_top",
-        "--exclude", "cl_ex_mid", "--allow-missing", "gone", "--modules", "gone",
+        "build",
+        "--from",
+        fixture().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--modules",
+        &format!("@{}", list.display()),
+        "--modules",
+        "cl_ex_top",
+        "--exclude",
+        "cl_ex_mid",
+        "--allow-missing",
+        "gone",
+        "--modules",
+        "gone",
         "--load-list",
     ]);
     let manifest = dir.path().join("m.json");
     run_ok(&[
-        "build", "--from", fixture().to_str().unwrap(), "--out", dir.path().join("o2.tar").to_str().unwrap(),
-        "--modules", "cl-root-alias,cl_ex_top,gone", "--exclude", "cl_ex_mid",
-        "--allow-missing", "gone", "--load-list", "--manifest", manifest.to_str().unwrap(),
+        "build",
+        "--from",
+        fixture().to_str().unwrap(),
+        "--out",
+        dir.path().join("o2.tar").to_str().unwrap(),
+        "--modules",
+        "cl-root-alias,cl_ex_top,gone",
+        "--exclude",
+        "cl_ex_mid",
+        "--allow-missing",
+        "gone",
+        "--load-list",
+        "--manifest",
+        manifest.to_str().unwrap(),
     ]);
     let text = fs::read_to_string(&manifest).unwrap();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     let closure = &json["options"]["closure"];
-    assert_eq!(closure["modules"], serde_json::json!(["cl-root-alias", "cl_ex_top", "gone"]));
+    assert_eq!(
+        closure["modules"],
+        serde_json::json!(["cl-root-alias", "cl_ex_top", "gone"])
+    );
     assert_eq!(closure["exclude"], serde_json::json!(["cl_ex_mid"]));
     assert_eq!(closure["allow_missing"], serde_json::json!(["gone"]));
     assert_eq!(closure["load_list"], serde_json::json!(true));
     // The same SPECs from a file and from the command line give the same
     // output, and verify rebuilds it from the manifest.
-    assert_eq!(fs::read(&out).unwrap(), fs::read(dir.path().join("o2.tar")).unwrap());
-    run_ok(&["verify", "--from", fixture().to_str().unwrap(), out.to_str().unwrap()]);
+    assert_eq!(
+        fs::read(&out).unwrap(),
+        fs::read(dir.path().join("o2.tar")).unwrap()
+    );
+    run_ok(&[
+        "verify",
+        "--from",
+        fixture().to_str().unwrap(),
+        out.to_str().unwrap(),
+    ]);
 }
 
 // ---------------------------------------------------------------------------
@@ -430,7 +513,8 @@ const BOOT_ROOTS: [&str; 8] = [
 /// The oracle's roots: [`BOOT_ROOTS`] and every 40th module of
 /// modules.order (a fixed rule, so the set changes only with the kernel).
 fn oracle_roots(root: &Path, version: &str) -> Vec<String> {
-    let order = fs::read_to_string(root.join("lib/modules").join(version).join("modules.order")).unwrap();
+    let order =
+        fs::read_to_string(root.join("lib/modules").join(version).join("modules.order")).unwrap();
     let mut roots: Vec<String> = BOOT_ROOTS.iter().map(|s| s.to_string()).collect();
     for line in order.lines().step_by(40) {
         let file = line.rsplit('/').next().unwrap();
@@ -445,18 +529,33 @@ fn oracle(prefix: &str) {
     if live_depmod30().is_none() {
         return;
     }
-    let Some(kernel) = corpus_kernel(prefix) else { return };
+    let Some(kernel) = corpus_kernel(prefix) else {
+        return;
+    };
     let roots = oracle_roots(&kernel.root, &kernel.version);
     let spec = roots.join(",");
     let out30 = kernel.dir.path().join("out30");
     let out34 = kernel.dir.path().join("out34");
     run_ok(&[
-        "build", "--from", kernel.root.to_str().unwrap(), "--out", out30.to_str().unwrap(),
-        "--modules", &spec, "--staged", "--compat", "kmod30",
+        "build",
+        "--from",
+        kernel.root.to_str().unwrap(),
+        "--out",
+        out30.to_str().unwrap(),
+        "--modules",
+        &spec,
+        "--staged",
+        "--compat",
+        "kmod30",
     ]);
     run_ok(&[
-        "build", "--from", kernel.root.to_str().unwrap(), "--out", out34.to_str().unwrap(),
-        "--modules", &spec,
+        "build",
+        "--from",
+        kernel.root.to_str().unwrap(),
+        "--out",
+        out34.to_str().unwrap(),
+        "--modules",
+        &spec,
     ]);
     let got = staged_modules(&out30, &kernel.version);
 
@@ -485,11 +584,21 @@ fn oracle(prefix: &str) {
 
     let mdir30 = out30.join("lib/modules").join(&kernel.version);
     let depmod = depmod_over(&out30, &kernel.version);
-    assert_same_files("closure (kmod30) against depmod over the subset", &depmod, &depmod_written(&mdir30));
+    assert_same_files(
+        "closure (kmod30) against depmod over the subset",
+        &depmod,
+        &depmod_written(&mdir30),
+    );
     // kmod 34's text files equal kmod 30's.
     let mdir34 = out34.join("lib/modules").join(&kernel.version);
     let text34 = depmod_written(&mdir34);
-    for name in ["modules.dep", "modules.alias", "modules.softdep", "modules.symbols", "modules.devname"] {
+    for name in [
+        "modules.dep",
+        "modules.alias",
+        "modules.softdep",
+        "modules.symbols",
+        "modules.devname",
+    ] {
         assert!(
             first_difference(&depmod[name], &text34[name]).is_none(),
             "{name} (kmod34) differs from depmod's over the subset"
@@ -510,17 +619,33 @@ fn oracle_closure_6_12() {
 /// Boots `kernel` in qemu with a busybox base and the closure of
 /// [`BOOT_ROOTS`], and checks that every root loaded.
 fn boot(prefix: &str) {
-    let Some(qemu) = tool(&["/usr/bin/qemu-system-x86_64"], "qemu-system-x86") else { return };
-    let Some(_) = tool(&["/usr/bin/busybox", "/bin/busybox"], "busybox-static") else { return };
-    let Some(_) = tool(&["/usr/bin/cpio", "/bin/cpio"], "cpio") else { return };
-    let Some(_) = tool(&["/usr/bin/kmod", "/bin/kmod"], "kmod") else { return };
+    let Some(qemu) = tool(&["/usr/bin/qemu-system-x86_64"], "qemu-system-x86") else {
+        return;
+    };
+    let Some(_) = tool(&["/usr/bin/busybox", "/bin/busybox"], "busybox-static") else {
+        return;
+    };
+    let Some(_) = tool(&["/usr/bin/cpio", "/bin/cpio"], "cpio") else {
+        return;
+    };
+    let Some(_) = tool(&["/usr/bin/kmod", "/bin/kmod"], "kmod") else {
+        return;
+    };
     let Some(modprobe) = modprobe() else { return };
-    let Some(kernel) = corpus_kernel(prefix) else { return };
+    let Some(kernel) = corpus_kernel(prefix) else {
+        return;
+    };
     let work = kernel.dir.path();
     let mods = work.join("mods.cpio.zst");
     run_ok(&[
-        "build", "--from", kernel.root.to_str().unwrap(), "--out", mods.to_str().unwrap(),
-        "--modules", &BOOT_ROOTS.join(","), "--staged",
+        "build",
+        "--from",
+        kernel.root.to_str().unwrap(),
+        "--out",
+        mods.to_str().unwrap(),
+        "--modules",
+        &BOOT_ROOTS.join(","),
+        "--staged",
     ]);
     let base = work.join("base.cpio");
     let status = Command::new(repo().join("tests/boot/mkbase.sh"))
@@ -534,7 +659,10 @@ fn boot(prefix: &str) {
     bytes.extend(fs::read(&mods).unwrap());
     fs::write(&initrd, bytes).unwrap();
 
-    let vmlinuz = kernel.root.join("boot").join(format!("vmlinuz-{}", kernel.version));
+    let vmlinuz = kernel
+        .root
+        .join("boot")
+        .join(format!("vmlinuz-{}", kernel.version));
     let start = Instant::now();
     let mut child = Command::new(qemu)
         .args(["-accel", "tcg", "-cpu", "max", "-m", "1024", "-kernel"])
@@ -578,7 +706,12 @@ fn boot(prefix: &str) {
         .lines()
         .filter_map(|l| l.find("KMODIDX-").map(|i| &l[i..]))
         .collect();
-    eprintln!("{} booted in {:.1} s:\n  {}", kernel.version, elapsed.as_secs_f64(), marks.join("\n  "));
+    eprintln!(
+        "{} booted in {:.1} s:\n  {}",
+        kernel.version,
+        elapsed.as_secs_f64(),
+        marks.join("\n  ")
+    );
     assert!(
         marks.contains(&"KMODIDX-END"),
         "the guest did not finish within {limit:?}:\n{console}"
@@ -605,12 +738,24 @@ fn boot(prefix: &str) {
         .unwrap();
     assert!(status.success());
     let builtin = fs::read_to_string(
-        kernel.root.join("lib/modules").join(&kernel.version).join("modules.builtin"),
+        kernel
+            .root
+            .join("lib/modules")
+            .join(&kernel.version)
+            .join("modules.builtin"),
     )
     .unwrap();
     let builtin: BTreeSet<String> = builtin
         .lines()
-        .map(|l| l.rsplit('/').next().unwrap().split('.').next().unwrap().replace('-', "_"))
+        .map(|l| {
+            l.rsplit('/')
+                .next()
+                .unwrap()
+                .split('.')
+                .next()
+                .unwrap()
+                .replace('-', "_")
+        })
         .collect();
     for root in BOOT_ROOTS {
         let out = Command::new(&modprobe)
@@ -623,7 +768,10 @@ fn boot(prefix: &str) {
             if builtin.contains(name) {
                 continue;
             }
-            assert!(loaded.contains(name), "{root} resolves to {name}, not in /proc/modules: {loaded:?}");
+            assert!(
+                loaded.contains(name),
+                "{root} resolves to {name}, not in /proc/modules: {loaded:?}"
+            );
         }
     }
 }
