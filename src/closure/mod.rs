@@ -130,46 +130,6 @@ pub struct Selection {
     pub allow_missing: Vec<String>,
 }
 
-/// A warning about a closure, kept sortable until it becomes a
-/// [`Diagnostic`].
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Note {
-    MissingAllowed {
-        spec: String,
-    },
-    ExcludeMatchedNothing {
-        spec: String,
-    },
-    RootExcluded {
-        spec: String,
-        module: String,
-    },
-    ExclusionBroke {
-        module: String,
-        wants: String,
-        edge: Edge,
-    },
-}
-
-impl Note {
-    fn diagnostic(self) -> Diagnostic {
-        Diagnostic::warning(match self {
-            Note::MissingAllowed { spec } => Kind::SpecMissingAllowed { spec },
-            Note::ExcludeMatchedNothing { spec } => Kind::ExcludeMatchedNothing { spec },
-            Note::RootExcluded { spec, module } => Kind::RootExcluded { spec, module },
-            Note::ExclusionBroke {
-                module,
-                wants,
-                edge,
-            } => Kind::ExclusionBroke {
-                module,
-                wants,
-                edge,
-            },
-        })
-    }
-}
-
 /// The closure could not be computed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClosureError {
@@ -227,7 +187,7 @@ pub fn compute(
         lookup,
         seen: BTreeMap::new(),
     };
-    let mut notes = BTreeSet::new();
+    let mut notes: Vec<Kind> = Vec::new();
 
     let mut excluded = BTreeSet::new();
     for spec in dedup(&selection.exclude) {
@@ -240,7 +200,7 @@ pub fn compute(
             })
             .collect();
         if modules.is_empty() {
-            notes.insert(Note::ExcludeMatchedNothing { spec: spec.clone() });
+            notes.push(Kind::ExcludeMatchedNothing { spec: spec.clone() });
         }
         excluded.extend(modules);
     }
@@ -251,7 +211,7 @@ pub fn compute(
         let targets = cache.get(spec.as_bytes()).to_vec();
         if targets.is_empty() {
             if selection.allow_missing.iter().any(|a| same_name(a, spec)) {
-                notes.insert(Note::MissingAllowed { spec: spec.clone() });
+                notes.push(Kind::SpecMissingAllowed { spec: spec.clone() });
             } else {
                 missing.push(spec.clone());
             }
@@ -272,7 +232,7 @@ pub fn compute(
                     builtin.insert(name.clone());
                 }
                 Target::Module(m) if excluded.contains(m) => {
-                    notes.insert(Note::RootExcluded {
+                    notes.push(Kind::RootExcluded {
                         spec: spec.clone(),
                         module: text(&graph[*m].name),
                     });
@@ -309,7 +269,7 @@ pub fn compute(
                     builtin.insert(name);
                 }
                 Target::Module(d) if excluded.contains(&d) => {
-                    notes.insert(Note::ExclusionBroke {
+                    notes.push(Kind::ExclusionBroke {
                         module: text(&node.name),
                         wants: text(&graph[d].name),
                         edge,
@@ -328,8 +288,20 @@ pub fn compute(
         modules: kept.into_iter().collect(),
         builtin: builtin.into_iter().collect(),
         roots,
-        notes: notes.into_iter().map(Note::diagnostic).collect(),
+        notes: sorted_warnings(notes),
     })
+}
+
+/// Warnings in a fixed order (by their text), each once: the order in
+/// which the walk met them depends on the order of the roots.
+fn sorted_warnings(kinds: Vec<Kind>) -> Vec<Diagnostic> {
+    let mut notes: Vec<(String, Kind)> = kinds.into_iter().map(|k| (k.to_string(), k)).collect();
+    notes.sort_by(|a, b| a.0.cmp(&b.0));
+    notes.dedup_by(|a, b| a.0 == b.0);
+    notes
+        .into_iter()
+        .map(|(_, k)| Diagnostic::warning(k))
+        .collect()
 }
 
 /// The SPECs in the order given, each once.

@@ -12,7 +12,8 @@
 //!   mods.cpio.zst`: every root must load.
 //!
 //! In CI (`CI` set) a missing corpus, depmod, modprobe, qemu, busybox or
-//! cpio is a failure; elsewhere those tests are skipped loudly.
+//! cpio is a failure; elsewhere those tests are skipped loudly. The corpus
+//! tests are `closure::oracle::<kernel>` and `closure::boot::<kernel>`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -28,58 +29,18 @@ fn fixture() -> PathBuf {
     repo().join("fixtures/closure")
 }
 
-/// A host tool the test needs: its path, or `None` (skip loudly), or a
-/// failure in CI.
+/// A host tool the test needs: its path, or `None` (skipped loudly; a
+/// failure in CI).
 fn tool(candidates: &[&str], package: &str) -> Option<PathBuf> {
     let found = candidates.iter().map(PathBuf::from).find(|p| p.exists());
     if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI needs {}: apt-get install {package}",
-            candidates[0]
-        );
-        eprintln!(
-            "\n*** SKIPPED: {} not found (apt-get install {package}) ***\n",
-            candidates[0]
-        );
+        missing(&format!("{} (apt-get install {package})", candidates[0]));
     }
     found
 }
 
 fn modprobe() -> Option<PathBuf> {
     tool(&["/usr/sbin/modprobe", "/sbin/modprobe"], "kmod")
-}
-
-/// The corpus, required in CI.
-fn corpus() -> Option<PathBuf> {
-    let dir = corpus_dir();
-    assert!(
-        dir.is_some() || std::env::var_os("CI").is_none(),
-        "CI needs the kernel corpus at ../shared/corpus"
-    );
-    dir
-}
-
-/// Unpacks the corpus package whose kernel version starts with `prefix`.
-fn corpus_kernel(prefix: &str) -> Option<Kernel> {
-    let corpus = corpus()?;
-    let kernel = unpack_corpus(&corpus)
-        .into_iter()
-        .find(|k| k.version.starts_with(prefix));
-    assert!(kernel.is_some(), "no {prefix}* kernel in the corpus");
-    kernel
-}
-
-fn run_ok(args: &[&str]) -> std::process::Output {
-    let out = kmodidx(args);
-    assert!(
-        out.status.success(),
-        "kmodidx {}: {}\n{}",
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// Every regular file below `root`, relative, sorted.
@@ -135,49 +96,31 @@ fn show_depends(modprobe: &Path, root: &Path, version: &str, spec: &str) -> BTre
         .collect()
 }
 
-/// Runs Debian's depmod over a copy of `staged` (an output with `--staged`)
-/// and returns what it wrote.
+/// What Debian's depmod writes over a copy of `staged` (an output with
+/// `--staged`).
 fn depmod_over(staged: &Path, version: &str) -> BTreeMap<String, Vec<u8>> {
     let depmod = live_depmod30().expect("depmod");
+    depmod_on_copy(
+        &depmod,
+        staged,
+        "lib/modules",
+        version,
+        &["-C", "/nonexistent"],
+    )
+}
+
+/// A private copy of `root`'s `lib/` indexed by Debian's depmod, for
+/// modprobe to run on.
+fn indexed_copy(root: &Path, version: &str) -> tempfile::TempDir {
     let copy = tempfile::tempdir().unwrap();
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(staged.join("lib"))
-        .arg(copy.path())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mdir = copy.path().join("lib/modules").join(version);
-    for f in depmod_written(&mdir).keys() {
-        fs::remove_file(mdir.join(f)).unwrap();
-    }
-    let out = Command::new(depmod)
-        .arg("-b")
-        .arg(copy.path())
-        .args(["-C", "/nonexistent", version])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "depmod: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    depmod_written(&mdir)
+    copy_tree(&root.join("lib"), &copy.path().join("lib"));
+    index_with_depmod30(copy.path(), version).expect("depmod");
+    copy
 }
 
 fn build_fixture(extra: &[&str]) -> (tempfile::TempDir, std::process::Output) {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let from = fixture();
-    let mut args = vec![
-        "build",
-        "--from",
-        from.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let output = kmodidx(&args);
+    let output = kmodidx_build(&fixture(), &dir.path().join("out"), extra, &[]);
     (dir, output)
 }
 
@@ -217,21 +160,7 @@ fn fixture_closure_contains_what_modprobe_loads_and_depmod_indexes_it_the_same()
     if live_depmod30().is_none() {
         return;
     }
-    let indexed = tempfile::tempdir().unwrap();
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(fixture().join("lib"))
-        .arg(indexed.path())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let status = Command::new(live_depmod30().unwrap())
-        .arg("-b")
-        .arg(indexed.path())
-        .args(["-C", "/nonexistent", FIXTURE_VERSION])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let indexed = indexed_copy(&fixture(), FIXTURE_VERSION);
     let specs = [
         "cl-root-alias",
         "usb:v1234p5678d0100dc00dsc00dp00ic03isc01ip02in00",
@@ -400,28 +329,9 @@ fn fixture_archive_input_gives_the_same_closure_with_firmware() {
     let spec = "cl-root-alias,usb:v1234p5678d0100dc00dsc00dp00ic03isc01ip02in00";
     let from_dir = dir.path().join("a.cpio");
     let from_tar = dir.path().join("b.cpio");
-    run_ok(&[
-        "build",
-        "--from",
-        fixture().to_str().unwrap(),
-        "--out",
-        from_dir.to_str().unwrap(),
-        "--modules",
-        spec,
-        "--staged",
-        "--load-list",
-    ]);
-    run_ok(&[
-        "build",
-        "--from",
-        tar.to_str().unwrap(),
-        "--out",
-        from_tar.to_str().unwrap(),
-        "--modules",
-        spec,
-        "--staged",
-        "--load-list",
-    ]);
+    let args = ["--modules", spec, "--staged", "--load-list"];
+    build_ok(&fixture(), &from_dir, &args, &[]);
+    build_ok(&tar, &from_tar, &args, &[]);
     let a = fs::read(&from_dir).unwrap();
     assert_eq!(a, fs::read(&from_tar).unwrap());
     assert!(a.windows(22).any(|w| w == b"lib/firmware/cl/fw-a.b"));
@@ -433,31 +343,25 @@ fn fixture_manifest_records_the_specs_and_verify_rebuilds_them() {
     let list = dir.path().join("roots");
     fs::write(&list, "# roots\ncl-root-alias  # via an alias\n").unwrap();
     let out = dir.path().join("out.tar");
-    run_ok(&[
-        "build",
-        "--from",
-        fixture().to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--modules",
-        &format!("@{}", list.display()),
-        "--modules",
-        "cl_ex_top",
-        "--exclude",
-        "cl_ex_mid",
-        "--allow-missing",
-        "gone",
-        "--modules",
-        "gone",
-        "--load-list",
-    ]);
-    let manifest = dir.path().join("m.json");
-    run_ok(&[
-        "build",
-        "--from",
-        fixture().to_str().unwrap(),
-        "--out",
-        dir.path().join("o2.tar").to_str().unwrap(),
+    build_ok(
+        &fixture(),
+        &out,
+        &[
+            "--modules",
+            &format!("@{}", list.display()),
+            "--modules",
+            "cl_ex_top",
+            "--exclude",
+            "cl_ex_mid",
+            "--allow-missing",
+            "gone",
+            "--modules",
+            "gone",
+            "--load-list",
+        ],
+        &[],
+    );
+    let same = [
         "--modules",
         "cl-root-alias,cl_ex_top,gone",
         "--exclude",
@@ -465,9 +369,16 @@ fn fixture_manifest_records_the_specs_and_verify_rebuilds_them() {
         "--allow-missing",
         "gone",
         "--load-list",
-        "--manifest",
-        manifest.to_str().unwrap(),
-    ]);
+    ];
+    let out2 = dir.path().join("o2.tar");
+    build_ok(&fixture(), &out2, &same, &[]);
+    // The same SPECs from a file and from the command line give the same
+    // output.
+    assert_eq!(fs::read(&out).unwrap(), fs::read(&out2).unwrap());
+    let manifest = dir.path().join("m.json");
+    let mut apart = same.to_vec();
+    apart.extend(["--manifest", manifest.to_str().unwrap()]);
+    build_ok(&fixture(), &dir.path().join("o3.tar"), &apart, &[]);
     let text = fs::read_to_string(&manifest).unwrap();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     let closure = &json["options"]["closure"];
@@ -478,18 +389,14 @@ fn fixture_manifest_records_the_specs_and_verify_rebuilds_them() {
     assert_eq!(closure["exclude"], serde_json::json!(["cl_ex_mid"]));
     assert_eq!(closure["allow_missing"], serde_json::json!(["gone"]));
     assert_eq!(closure["load_list"], serde_json::json!(true));
-    // The same SPECs from a file and from the command line give the same
-    // output, and verify rebuilds it from the manifest.
-    assert_eq!(
-        fs::read(&out).unwrap(),
-        fs::read(dir.path().join("o2.tar")).unwrap()
-    );
-    run_ok(&[
+    // verify rebuilds the closure from the manifest's SPECs.
+    let v = kmodidx(&[
         "verify",
         "--from",
         fixture().to_str().unwrap(),
         out.to_str().unwrap(),
     ]);
+    assert!(v.status.success(), "{}", stderr(&v));
 }
 
 // ---------------------------------------------------------------------------
@@ -524,54 +431,35 @@ fn oracle_roots(root: &Path, version: &str) -> Vec<String> {
     roots
 }
 
-fn oracle(prefix: &str) {
+/// The closure of [`oracle_roots`] holds every module modprobe loads for
+/// each root, and its index files are what depmod writes over the staged
+/// subset (all of them with `--compat kmod30`; the text files with kmod34).
+fn oracle(kernel: &Kernel) {
     let Some(modprobe) = modprobe() else { return };
     if live_depmod30().is_none() {
         return;
     }
-    let Some(kernel) = corpus_kernel(prefix) else {
-        return;
-    };
     let roots = oracle_roots(&kernel.root, &kernel.version);
     let spec = roots.join(",");
-    let out30 = kernel.dir.path().join("out30");
-    let out34 = kernel.dir.path().join("out34");
-    run_ok(&[
-        "build",
-        "--from",
-        kernel.root.to_str().unwrap(),
-        "--out",
-        out30.to_str().unwrap(),
-        "--modules",
-        &spec,
-        "--staged",
-        "--compat",
-        "kmod30",
-    ]);
-    run_ok(&[
-        "build",
-        "--from",
-        kernel.root.to_str().unwrap(),
-        "--out",
-        out34.to_str().unwrap(),
-        "--modules",
-        &spec,
-    ]);
+    let work = tempfile::tempdir().unwrap();
+    let out30 = work.path().join("out30");
+    let out34 = work.path().join("out34");
+    build_ok(
+        &kernel.root,
+        &out30,
+        &["--modules", &spec, "--staged", "--compat", "kmod30"],
+        &[],
+    );
+    build_ok(&kernel.root, &out34, &["--modules", &spec], &[]);
     let got = staged_modules(&out30, &kernel.version);
 
     // modprobe over an indexed copy of the whole kernel.
-    let status = Command::new(live_depmod30().unwrap())
-        .arg("-b")
-        .arg(&kernel.root)
-        .args(["-C", "/nonexistent", &kernel.version])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let indexed = indexed_copy(&kernel.root, &kernel.version);
     let mut listed = BTreeSet::new();
     for root in &roots {
-        let want = show_depends(&modprobe, &kernel.root, &kernel.version, root);
-        let missing: Vec<&String> = want.difference(&got).collect();
-        assert!(missing.is_empty(), "{root}: the closure lacks {missing:?}");
+        let want = show_depends(&modprobe, indexed.path(), &kernel.version, root);
+        let lacking: Vec<&String> = want.difference(&got).collect();
+        assert!(lacking.is_empty(), "{root}: the closure lacks {lacking:?}");
         listed.extend(want);
     }
     eprintln!(
@@ -606,55 +494,42 @@ fn oracle(prefix: &str) {
     }
 }
 
-#[test]
-fn oracle_closure_6_1() {
-    oracle("6.1.");
-}
-
-#[test]
-fn oracle_closure_6_12() {
-    oracle("6.12.");
+mod oracle {
+    use crate::common::{for_each_kernel, Kernel};
+    for_each_kernel!(|kernel: &Kernel| super::oracle(kernel));
 }
 
 /// Boots `kernel` in qemu with a busybox base and the closure of
 /// [`BOOT_ROOTS`], and checks that every root loaded.
-fn boot(prefix: &str) {
+fn boot(kernel: &Kernel) {
     let Some(qemu) = tool(&["/usr/bin/qemu-system-x86_64"], "qemu-system-x86") else {
         return;
     };
-    let Some(_) = tool(&["/usr/bin/busybox", "/bin/busybox"], "busybox-static") else {
+    let tools = [
+        tool(&["/usr/bin/busybox", "/bin/busybox"], "busybox-static"),
+        tool(&["/usr/bin/cpio", "/bin/cpio"], "cpio"),
+        tool(&["/usr/bin/kmod", "/bin/kmod"], "kmod"),
+    ];
+    if tools.iter().any(Option::is_none) || live_depmod30().is_none() {
         return;
-    };
-    let Some(_) = tool(&["/usr/bin/cpio", "/bin/cpio"], "cpio") else {
-        return;
-    };
-    let Some(_) = tool(&["/usr/bin/kmod", "/bin/kmod"], "kmod") else {
-        return;
-    };
+    }
     let Some(modprobe) = modprobe() else { return };
-    let Some(kernel) = corpus_kernel(prefix) else {
-        return;
-    };
-    let work = kernel.dir.path();
-    let mods = work.join("mods.cpio.zst");
-    run_ok(&[
-        "build",
-        "--from",
-        kernel.root.to_str().unwrap(),
-        "--out",
-        mods.to_str().unwrap(),
-        "--modules",
-        &BOOT_ROOTS.join(","),
-        "--staged",
-    ]);
-    let base = work.join("base.cpio");
+    let work = tempfile::tempdir().unwrap();
+    let mods = work.path().join("mods.cpio.zst");
+    build_ok(
+        &kernel.root,
+        &mods,
+        &["--modules", &BOOT_ROOTS.join(","), "--staged"],
+        &[],
+    );
+    let base = work.path().join("base.cpio");
     let status = Command::new(repo().join("tests/boot/mkbase.sh"))
         .arg(&base)
         .args(BOOT_ROOTS)
         .status()
         .unwrap();
     assert!(status.success(), "mkbase.sh");
-    let initrd = work.join("initrd");
+    let initrd = work.path().join("initrd");
     let mut bytes = fs::read(&base).unwrap();
     bytes.extend(fs::read(&mods).unwrap());
     fs::write(&initrd, bytes).unwrap();
@@ -677,11 +552,11 @@ fn boot(prefix: &str) {
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // The console output comes through a reader thread; the timeout kills a
-    // guest that hangs.
+    // The console comes through a reader thread; the timeout kills a guest
+    // that hangs.
     let mut stdout = child.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
         let mut buf = Vec::new();
@@ -689,10 +564,7 @@ fn boot(prefix: &str) {
         buf
     });
     let limit = Duration::from_secs(300);
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
+    while child.try_wait().unwrap().is_none() {
         if start.elapsed() > limit {
             child.kill().ok();
             child.wait().ok();
@@ -701,15 +573,14 @@ fn boot(prefix: &str) {
         std::thread::sleep(Duration::from_millis(200));
     }
     let console = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
-    let elapsed = start.elapsed();
     let marks: Vec<&str> = console
         .lines()
-        .filter_map(|l| l.find("KMODIDX-").map(|i| &l[i..]))
+        .filter_map(|l| l.find("KMODIDX-").map(|i| l[i..].trim_end()))
         .collect();
     eprintln!(
         "{} booted in {:.1} s:\n  {}",
         kernel.version,
-        elapsed.as_secs_f64(),
+        start.elapsed().as_secs_f64(),
         marks.join("\n  ")
     );
     assert!(
@@ -722,45 +593,28 @@ fn boot(prefix: &str) {
             "{root} did not load:\n{console}"
         );
     }
-    // /proc/modules names each root's module (resolved by modprobe on the
-    // host over the full kernel).
+    // /proc/modules names each root's module, as modprobe on the host
+    // resolves it over the whole kernel (built-in ones are not listed).
     let loaded: BTreeSet<&str> = marks
         .iter()
         .find_map(|m| m.strip_prefix("KMODIDX-LOADED"))
         .unwrap_or("")
         .split_whitespace()
         .collect();
-    let status = Command::new(live_depmod30().expect("depmod"))
-        .arg("-b")
-        .arg(&kernel.root)
-        .args(["-C", "/nonexistent", &kernel.version])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let builtin = fs::read_to_string(
-        kernel
-            .root
-            .join("lib/modules")
-            .join(&kernel.version)
-            .join("modules.builtin"),
-    )
-    .unwrap();
-    let builtin: BTreeSet<String> = builtin
+    let mdir = kernel.root.join("lib/modules").join(&kernel.version);
+    let builtin: BTreeSet<String> = fs::read_to_string(mdir.join("modules.builtin"))
+        .unwrap()
         .lines()
         .map(|l| {
-            l.rsplit('/')
-                .next()
-                .unwrap()
-                .split('.')
-                .next()
-                .unwrap()
-                .replace('-', "_")
+            let file = l.rsplit('/').next().unwrap_or(l);
+            file.split('.').next().unwrap_or(file).replace('-', "_")
         })
         .collect();
+    let indexed = indexed_copy(&kernel.root, &kernel.version);
     for root in BOOT_ROOTS {
         let out = Command::new(&modprobe)
             .arg("-d")
-            .arg(&kernel.root)
+            .arg(indexed.path())
             .args(["-S", &kernel.version, "-C", "/dev/null", "-R", root])
             .output()
             .unwrap();
@@ -776,12 +630,7 @@ fn boot(prefix: &str) {
     }
 }
 
-#[test]
-fn boot_closure_6_1_plain() {
-    boot("6.1.");
-}
-
-#[test]
-fn boot_closure_6_12_xz() {
-    boot("6.12.");
+mod boot {
+    use crate::common::{for_each_kernel, Kernel};
+    for_each_kernel!(|kernel: &Kernel| super::boot(kernel));
 }
