@@ -3,12 +3,9 @@
 //! depmod's resolution and rendering run again over the closure's modules
 //! alone, as depmod would over the staged subset.
 
-use std::collections::HashMap;
-
-use crate::closure::{self, firmware, Closure, Lookup, Node, Softdeps, Target};
-use crate::depmod::{self, resolve, DepmodError, Loaded, Outcome, Request};
+use crate::closure::{self, firmware, Closure, ClosureError, KernelIndex, Lookup, Node, Softdeps};
+use crate::depmod::{self, resolve, Loaded, Outcome, Request};
 use crate::diag::Diagnostic;
-use crate::index::files::IndexFile;
 use crate::source::{join, Tree};
 
 use super::{ClosureRequest, Failure};
@@ -32,7 +29,7 @@ pub(super) struct ClosureBuild {
 pub(super) fn run(
     request: &Request<'_>,
     tree: &dyn Tree,
-    version: &str,
+    (module_dir, version): (&str, &str),
     wanted: &ClosureRequest,
     staged: bool,
     diags: &mut Vec<Diagnostic>,
@@ -43,18 +40,26 @@ pub(super) fn run(
     // The whole kernel's index, in memory, for resolving SPECs as modprobe
     // resolves them against an installed kernel. Its messages are those of
     // the full tree, not of the output: dropped.
-    let full = depmod::index(request, loaded.clone(), Vec::new()).map_err(|e| match e {
-        DepmodError::Cycle { .. } => Failure::Depmod(e),
-        other => Failure::Depmod(other),
-    })?;
-    let lookup = IndexLookup::new(&loaded, &full.files);
+    let full = depmod::index(request, loaded.clone(), Vec::new()).map_err(Failure::Depmod)?;
+    let names: Vec<Vec<u8>> = loaded.modules.iter().map(|m| m.name.clone()).collect();
+    let resolved = wanted
+        .resolver
+        .0
+        .resolve(&KernelIndex {
+            module_dir,
+            version,
+            files: &full.files,
+            names: &names,
+        })
+        .map_err(ClosureError::Resolver)?;
+    let lookup = &*resolved.lookup;
 
-    let graph = graph(&loaded, request.symbols.prefix);
-    let closure = closure::compute(&graph, &lookup, &wanted.selection)?;
+    let graph = graph(&loaded, request.symbols.prefix, resolved.softdeps);
+    let closure = closure::compute(&graph, lookup, &wanted.selection)?;
 
     let load_list = wanted
         .load_list
-        .then(|| load_list(&loaded, &graph, &closure, &lookup));
+        .then(|| load_list(&loaded, &graph, &closure, lookup));
     let firmware = if staged {
         let wanted_fw: Vec<(Vec<u8>, Vec<u8>)> = closure
             .modules
@@ -92,14 +97,15 @@ pub(super) fn run(
 }
 
 /// The typed graph the closure is computed over, in depmod's order.
-fn graph(loaded: &Loaded, prefix: u8) -> Vec<Node> {
+fn graph(loaded: &Loaded, prefix: u8, softdeps: Vec<Softdeps>) -> Vec<Node> {
     resolve::direct_graph(&loaded.modules, prefix)
         .into_iter()
         .zip(&loaded.modules)
-        .map(|(deps, m)| Node {
+        .zip(softdeps)
+        .map(|((deps, m), softdeps)| Node {
             name: m.name.clone(),
             deps,
-            softdeps: Softdeps::from_modinfo(m.meta.softdeps.iter().map(Vec::as_slice)),
+            softdeps,
             weakdeps: closure::weakdeps_from_modinfo(m.meta.weakdeps.iter().map(Vec::as_slice)),
         })
         .collect()
@@ -120,36 +126,4 @@ fn load_list(loaded: &Loaded, graph: &[Node], closure: &Closure, lookup: &dyn Lo
 /// The path of `modules.load` in the output.
 pub(super) fn load_list_path(tree_path: &[u8]) -> Vec<u8> {
     join(&[tree_path, b"modules.load"])
-}
-
-/// Resolves SPECs over the whole kernel's index.
-struct IndexLookup {
-    by_name: HashMap<Vec<u8>, usize>,
-    builtin: std::collections::HashSet<Vec<u8>>,
-}
-
-impl IndexLookup {
-    fn new(loaded: &Loaded, files: &[IndexFile]) -> Self {
-        let _ = files;
-        IndexLookup {
-            by_name: loaded
-                .modules
-                .iter()
-                .enumerate()
-                .map(|(i, m)| (m.name.clone(), i))
-                .collect(),
-            builtin: Default::default(),
-        }
-    }
-}
-
-impl Lookup for IndexLookup {
-    fn lookup(&self, spec: &[u8]) -> Vec<Target> {
-        let name = crate::layout::modname(spec);
-        match self.by_name.get(&name) {
-            Some(&i) => vec![Target::Module(i)],
-            None if self.builtin.contains(&name) => vec![Target::Builtin(name)],
-            None => Vec::new(),
-        }
-    }
 }

@@ -100,14 +100,26 @@ pub struct Options {
     pub closure: Option<ClosureRequest>,
 }
 
-/// A closure build (`--modules`): which modules, and whether to write
-/// `modules.load`. See [`crate::closure`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A closure build (`--modules`): which modules, whether to write
+/// `modules.load`, and how SPECs are resolved. See [`crate::closure`].
+#[derive(Debug, Clone)]
 pub struct ClosureRequest {
     /// Roots, exclusions and allowed-missing names, as expanded SPEC lists.
     pub selection: crate::closure::Selection,
     /// Also write `modules.load`, the closure in load order.
     pub load_list: bool,
+    /// Resolves SPECs as modprobe does (`crate::query` provides it).
+    pub resolver: ResolverHandle,
+}
+
+/// A shared [`Resolver`](crate::closure::Resolver).
+#[derive(Clone)]
+pub struct ResolverHandle(pub std::sync::Arc<dyn crate::closure::Resolver>);
+
+impl std::fmt::Debug for ResolverHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResolverHandle")
+    }
 }
 
 impl Default for Options {
@@ -143,8 +155,13 @@ pub enum ManifestOptionsError {
 }
 
 impl Options {
-    /// The options a manifest records, to rebuild what it describes.
-    pub fn from_manifest(m: &Manifest, limits: Limits) -> Result<Self, ManifestOptionsError> {
+    /// The options a manifest records, to rebuild what it describes. A
+    /// closure build's SPECs are resolved with `resolver`.
+    pub fn from_manifest(
+        m: &Manifest,
+        limits: Limits,
+        resolver: &ResolverHandle,
+    ) -> Result<Self, ManifestOptionsError> {
         let compat = Compat::from_name(&m.options.compat)
             .ok_or_else(|| ManifestOptionsError::Compat(m.options.compat.clone()))?;
         let symbol_prefix = match m.options.symbol_prefix.as_deref() {
@@ -170,6 +187,7 @@ impl Options {
                     allow_missing: c.allow_missing.clone(),
                 },
                 load_list: c.load_list,
+                resolver: resolver.clone(),
             }),
             ..Options::default()
         })
@@ -405,7 +423,8 @@ pub fn build_opened(
         },
         Some(wanted) => {
             let mut diags = Vec::new();
-            match closure::run(&request, tree, &version, wanted, opts.staged, &mut diags) {
+            let place = (module_dir.as_str(), version.as_str());
+            match closure::run(&request, tree, place, wanted, opts.staged, &mut diags) {
                 Ok(mut built) => {
                     diagnostics.extend(diags);
                     let outcome = std::mem::replace(

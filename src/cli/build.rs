@@ -166,6 +166,7 @@ impl ClosureArgs {
                 allow_missing: expand("--allow-missing", &self.allow_missing)?,
             },
             load_list: self.load_list,
+            resolver: super::resolver(),
         }))
     }
 }

@@ -31,6 +31,7 @@ pub mod order;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::diag::{Diagnostic, Edge, Kind};
+use crate::index::files::IndexFile;
 
 pub use order::load_order;
 
@@ -56,39 +57,6 @@ pub struct Softdeps {
     pub pre: Vec<Vec<u8>>,
     /// Loaded after the module.
     pub post: Vec<Vec<u8>>,
-}
-
-impl Softdeps {
-    /// Adds the targets of one `softdep=` modinfo value, read as kmod reads
-    /// a `softdep MOD ...` line: whitespace-separated words, where `pre:` and
-    /// `post:` switch the list that the following words go to, and words
-    /// before either are ignored.
-    pub fn add_modinfo(&mut self, value: &[u8]) {
-        let mut list: Option<&mut Vec<Vec<u8>>> = None;
-        for word in value
-            .split(|b| b.is_ascii_whitespace())
-            .filter(|w| !w.is_empty())
-        {
-            match word {
-                b"pre:" => list = Some(&mut self.pre),
-                b"post:" => list = Some(&mut self.post),
-                _ => {
-                    if let Some(list) = list.as_deref_mut() {
-                        list.push(word.to_vec());
-                    }
-                }
-            }
-        }
-    }
-
-    /// Softdeps from every `softdep=` value of a module.
-    pub fn from_modinfo<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Softdeps {
-        let mut s = Softdeps::default();
-        for v in values {
-            s.add_modinfo(v);
-        }
-        s
-    }
 }
 
 /// Weakdep targets from every `weakdep=` value of a module (kmod splits a
@@ -118,6 +86,37 @@ pub trait Lookup {
     fn lookup(&self, spec: &[u8]) -> Vec<Target>;
 }
 
+/// A whole kernel's index, in memory, as a [`Resolver`] sees it.
+pub struct KernelIndex<'a> {
+    /// The module directory inside the tree, such as `lib/modules`.
+    pub module_dir: &'a str,
+    /// The kernel version.
+    pub version: &'a str,
+    /// Every index file of the whole kernel.
+    pub files: &'a [IndexFile],
+    /// The module names, in the graph's order ([`Target::Module`] indexes
+    /// into this).
+    pub names: &'a [Vec<u8>],
+}
+
+/// What a [`Resolver`] makes of a kernel: SPEC lookup, and every module's
+/// softdeps as modprobe reads them from `modules.softdep`.
+pub struct Resolved<'a> {
+    /// Resolves SPECs and softdep and weakdep targets.
+    pub lookup: Box<dyn Lookup + 'a>,
+    /// Each module's softdeps (in the order of [`KernelIndex::names`]),
+    /// every matching softdep line taken.
+    pub softdeps: Vec<Softdeps>,
+}
+
+/// Builds the [`Lookup`] of a kernel from its index: modprobe's view of the
+/// kernel installed. The build pipeline sits below the code that
+/// reproduces modprobe (`crate::query`), so the caller hands one in.
+pub trait Resolver: Send + Sync {
+    /// The lookup for `index`, or why the index cannot be read.
+    fn resolve<'a>(&self, index: &KernelIndex<'a>) -> Result<Resolved<'a>, String>;
+}
+
 /// Which SPECs to close over.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Selection {
@@ -133,6 +132,9 @@ pub struct Selection {
 /// The closure could not be computed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClosureError {
+    /// The kernel's index could not be read to resolve SPECs.
+    #[error("cannot resolve --modules SPECs: {0}")]
+    Resolver(String),
     /// Roots that match nothing, not allowed by `--allow-missing`.
     #[error("--modules: no module matches {}", .specs.join(", "))]
     NoMatch {
@@ -420,15 +422,7 @@ mod tests {
     }
 
     #[test]
-    fn softdep_words_are_read_as_kmod_reads_them() {
-        let s = Softdeps::from_modinfo([
-            b"pre: a  b post: c".as_slice(),
-            b"ignored pre: d",
-            b"gcm",
-            b"post:\te pre:",
-        ]);
-        assert_eq!(s.pre, [b"a".to_vec(), b"b".to_vec(), b"d".to_vec()]);
-        assert_eq!(s.post, [b"c".to_vec(), b"e".to_vec()]);
+    fn weakdep_words() {
         assert_eq!(
             weakdeps_from_modinfo([b"x y".as_slice(), b" z"]),
             [b"x".to_vec(), b"y".to_vec(), b"z".to_vec()]
@@ -464,7 +458,10 @@ mod tests {
             node("weak_dep", &[]),
             node("unrelated", &[]),
         ];
-        g[0].softdeps = Softdeps::from_modinfo([b"pre: crypto-crc post: post-mod".as_slice()]);
+        g[0].softdeps = Softdeps {
+            pre: vec![b"crypto-crc".to_vec()],
+            post: vec![b"post-mod".to_vec()],
+        };
         g[1].weakdeps = vec![b"weak_mod".to_vec()];
         let aliases = [
             ("crypto-crc", Target::Module(2)),
