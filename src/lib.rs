@@ -47,14 +47,16 @@
 //! ordering, resolution, driving the index); [`output`] (directories,
 //! archives, manifest, report, verification); [`build`] (the whole
 //! hermetic pipeline), which the command line and future front ends use;
-//! and [`query`] (offline answers on an image: modprobe's lookups and
+//! [`query`] (offline answers on an image: modprobe's lookups and
 //! dependency walk replayed on its index, `why`, `diff`), above `build`,
-//! which it uses to index an image that has no index.
+//! which it uses to index an image that has no index; and [`check`] (the
+//! consistency check of a tree against a fresh build), also above `build`.
 //! The library never prints; `src/cli` formats everything the user sees.
 
 #![warn(missing_docs)]
 
 pub mod build;
+pub mod check;
 pub mod closure;
 pub mod compress;
 pub mod depmod;

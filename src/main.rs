@@ -41,6 +41,12 @@ enum Command {
     /// aliases, exported symbols and CRCs. Exit status: 0 when equal, 1
     /// when different, 2 on errors.
     Diff(cli::query::DiffArgs),
+    /// Check a tree or archive (such as an initramfs) for consistency:
+    /// modules and dependencies that modules.dep names, needed symbols
+    /// (with --symvers/--system-map), firmware= files, and index files
+    /// equal to a fresh build. Exit status: 0 when consistent, 1 when
+    /// problems were found, 2 when the check could not run.
+    Check(cli::check::CheckArgs),
     /// Drop-in replacement for kmod's depmod, with its options and
     /// behaviour (see `kmodidx depmod -h`). Also used when kmodidx is
     /// invoked as `depmod`, for example through a symlink.
@@ -98,6 +104,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => ExitCode::from(cli::verify::run(args)),
         Command::Query(command) => ExitCode::from(cli::query::run(command)),
         Command::Diff(args) => ExitCode::from(cli::query::run_diff(args)),
+        Command::Check(args) => ExitCode::from(cli::check::run(args)),
         Command::Depmod { args } => depmod_status(cli::depmod::run("depmod", args)),
     }
 }

@@ -10,10 +10,8 @@ use crate::source::{join, Tree};
 
 use super::{ClosureRequest, Failure};
 
-/// What the closure stage produces.
+/// What the closure stage produces besides the closure's index.
 pub(super) struct ClosureBuild {
-    /// The index of the closure's modules.
-    pub outcome: Outcome,
     /// Every module of the kernel (tree paths): the closure is a function
     /// of all of them, so all count as inputs.
     pub all_modules: Vec<Vec<u8>>,
@@ -23,18 +21,17 @@ pub(super) struct ClosureBuild {
     pub load_list: Option<Vec<u8>>,
 }
 
-/// Runs the closure stage. Messages go to `diags` (those of the subset's
-/// depmod run, as depmod over the staged subset would print them, then the
-/// closure's own warnings).
+/// Runs the closure stage: the closure's index, whose diagnostics are those
+/// of depmod over the staged subset, then the closure's own warnings.
 pub(super) fn run(
     request: &Request<'_>,
     tree: &dyn Tree,
     (module_dir, version): (&str, &str),
     wanted: &ClosureRequest,
     staged: bool,
-    diags: &mut Vec<Diagnostic>,
-) -> Result<ClosureBuild, Failure> {
-    let loaded = depmod::load(request, diags).map_err(Failure::Depmod)?;
+) -> Result<(Outcome, ClosureBuild), Failure> {
+    let mut diags: Vec<Diagnostic> = Vec::new();
+    let loaded = depmod::load(request, &mut diags).map_err(Failure::Depmod)?;
     let all_modules: Vec<Vec<u8>> = loaded.found.iter().map(|f| f.tree_path.clone()).collect();
 
     // The whole kernel's index, in memory, for resolving SPECs as modprobe
@@ -84,16 +81,15 @@ pub(super) fn run(
     };
 
     let subset = loaded.subset(&closure.modules);
-    let outcome = depmod::index(request, subset, std::mem::take(diags)).map_err(Failure::Depmod)?;
-    *diags = outcome.diagnostics.clone();
-    diags.extend(closure.notes.iter().cloned());
-    diags.extend(firmware.1);
-    Ok(ClosureBuild {
-        outcome,
+    let mut outcome = depmod::index(request, subset, diags).map_err(Failure::Depmod)?;
+    outcome.diagnostics.extend(closure.notes.iter().cloned());
+    outcome.diagnostics.extend(firmware.1);
+    let built = ClosureBuild {
         all_modules,
         firmware: firmware.0,
         load_list,
-    })
+    };
+    Ok((outcome, built))
 }
 
 /// The typed graph the closure is computed over, in depmod's order.

@@ -3,6 +3,7 @@
 //! formatted here.
 
 pub mod build;
+pub mod check;
 pub mod depmod;
 pub mod getopt;
 pub mod query;

@@ -112,6 +112,9 @@ pub struct Outcome {
     pub diagnostics: Vec<Diagnostic>,
     /// The tree paths of the modules indexed, in output order.
     pub module_paths: Vec<Vec<u8>>,
+    /// How many of them were read (the others are reported as unreadable
+    /// and indexed without dependencies).
+    pub readable_modules: usize,
 }
 
 /// Why no index could be produced. The messages gathered so far come along.
@@ -144,6 +147,18 @@ pub enum DepmodError {
         /// Messages so far.
         diagnostics: Vec<Diagnostic>,
     },
+    /// An input file the tree refused to read: over the size limit, or not
+    /// a regular file. Indexing without it would silently give another
+    /// result.
+    #[error("{path}: {reason}")]
+    Refused {
+        /// The file, as kmod would name it.
+        path: String,
+        /// Why.
+        reason: crate::util::Refused,
+        /// Messages so far.
+        diagnostics: Vec<Diagnostic>,
+    },
 }
 
 impl DepmodError {
@@ -153,7 +168,8 @@ impl DepmodError {
             DepmodError::ModuleDir(_, d)
             | DepmodError::TooManyModules { diagnostics: d, .. }
             | DepmodError::Cycle { diagnostics: d }
-            | DepmodError::Index { diagnostics: d, .. } => d,
+            | DepmodError::Index { diagnostics: d, .. }
+            | DepmodError::Refused { diagnostics: d, .. } => d,
         }
     }
 }
@@ -222,7 +238,7 @@ pub fn load(req: &Request<'_>, diags: &mut Vec<Diagnostic>) -> Result<Loaded, De
                 .map(|r| order::uncompressed_relpath(r, &f.name))
         })
         .collect();
-    let order_file = read_input(req, "modules.order", diags);
+    let order_file = read_input(req, "modules.order", diags)?;
     let order_path = format!(
         "{}/modules.order",
         String::from_utf8_lossy(&req.module_dir.kmod_path)
@@ -242,6 +258,10 @@ pub fn load(req: &Request<'_>, diags: &mut Vec<Diagnostic>) -> Result<Loaded, De
         .map(|&i| {
             let f = &found[i];
             let meta = req.modules.module_meta(&f.tree_path);
+            let meta = match req.compat {
+                Compat::Kmod34 => meta.for_kmod34(),
+                Compat::Kmod33 | Compat::Kmod30 => meta,
+            };
             resolve::LoadedModule {
                 name: f.name.clone(),
                 display_path: String::from_utf8_lossy(&f.kmod_path).into_owned(),
@@ -249,6 +269,16 @@ pub fn load(req: &Request<'_>, diags: &mut Vec<Diagnostic>) -> Result<Loaded, De
             }
         })
         .collect();
+    if let Some((m, reason)) = modules
+        .iter()
+        .find_map(|m| m.meta.refusal().map(|r| (m, r)))
+    {
+        return Err(DepmodError::Refused {
+            path: m.display_path.clone(),
+            reason,
+            diagnostics: std::mem::take(diags),
+        });
+    }
     let mut found: Vec<Option<discover::Found>> = found.into_iter().map(Some).collect();
     let found = order.iter().filter_map(|&i| found[i].take()).collect();
     Ok(Loaded { found, modules })
@@ -262,6 +292,15 @@ pub fn index(
     mut diags: Vec<Diagnostic>,
 ) -> Result<Outcome, DepmodError> {
     let Loaded { found, modules } = loaded;
+    let readable_modules = modules
+        .iter()
+        .filter(|m| match &m.meta.exports {
+            Some(Err(crate::module::LoadError::Elf(crate::module::elf::ElfError::NoData))) => true,
+            Some(Err(_)) => false,
+            _ => true,
+        })
+        .count();
+
     let resolution = match resolve::resolve(
         &modules,
         req.kernel_symbols.as_deref(),
@@ -295,8 +334,8 @@ pub fn index(
         (None, None)
     } else {
         (
-            read_input(req, "modules.builtin", &mut diags),
-            read_input(req, "modules.builtin.modinfo", &mut diags),
+            read_input(req, "modules.builtin", &mut diags)?,
+            read_input(req, "modules.builtin.modinfo", &mut diags)?,
         )
     };
     let opts = FileOptions {
@@ -314,6 +353,7 @@ pub fn index(
             files,
             diagnostics: diags,
             module_paths: found.into_iter().map(|f| f.tree_path).collect(),
+            readable_modules,
         }),
         Err(source) => Err(DepmodError::Index {
             source,
@@ -323,18 +363,31 @@ pub fn index(
 }
 
 /// Reads a metadata file from the module directory. A missing or unreadable
-/// file is reported as kmod reports it and treated as absent.
-fn read_input(req: &Request<'_>, name: &str, diags: &mut Vec<Diagnostic>) -> Option<Vec<u8>> {
+/// file is reported as kmod reports it and treated as absent; one the tree
+/// refuses (a FIFO, a device, a file over the size limit) stops the run.
+fn read_input(
+    req: &Request<'_>,
+    name: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<Option<Vec<u8>>, DepmodError> {
     let path = join(&[&req.module_dir.tree_path, name.as_bytes()]);
     match req.tree.read(&path) {
-        Ok(contents) => Some(contents.to_vec()),
+        Ok(contents) => Ok(Some(contents.to_vec())),
         Err(e) => {
+            let dir = crate::diag::lossy(&req.module_dir.kmod_path);
+            if let Some(reason) = crate::util::Refused::of(&e) {
+                return Err(DepmodError::Refused {
+                    path: format!("{dir}/{name}"),
+                    reason: reason.clone(),
+                    diagnostics: std::mem::take(diags),
+                });
+            }
             diags.push(Diagnostic::warning(Kind::InputMissing {
                 name: name.to_string(),
-                dir: crate::diag::lossy(&req.module_dir.kmod_path),
+                dir,
                 reason: crate::util::io_reason(&e),
             }));
-            None
+            Ok(None)
         }
     }
 }

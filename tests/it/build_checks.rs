@@ -251,6 +251,18 @@ fn unreadable_modules_fail_strict() {
     let dir = work.path().join("lib/modules/6.1.0-x/kernel");
     fs::create_dir_all(&dir).unwrap();
     fs::write(dir.join("broken.ko"), b"not an elf file").unwrap();
+    // Nothing readable at all: never an index, whatever the flags.
+    for flags in [&[][..], &["--strict"]] {
+        let (run, out) = build_in_temp(work.path(), flags);
+        assert_eq!(run.status.code(), Some(2), "{flags:?}");
+        assert!(String::from_utf8_lossy(&run.stderr).contains("broken.ko"));
+        assert_eq!(fs::read_dir(out.path()).unwrap().count(), 0);
+    }
+    fs::copy(
+        repo().join("fixtures/trees/basic/lib/modules/6.1.0-fixture/kernel/drivers/bus/mid_bus.ko"),
+        dir.join("mid_bus.ko"),
+    )
+    .unwrap();
     let (run, out) = build_in_temp(work.path(), &["--strict"]);
     assert_eq!(run.status.code(), Some(1));
     assert_eq!(fs::read_dir(out.path()).unwrap().count(), 0);
