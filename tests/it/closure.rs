@@ -522,6 +522,16 @@ fn boot(kernel: &Kernel) {
         &["--modules", &BOOT_ROOTS.join(","), "--staged"],
         &[],
     );
+    // The closure is consistent: its index, modules, symbols (against the
+    // kernel's Module.symvers) and firmware.
+    let check = kmodidx(&[
+        "check",
+        "--from",
+        mods.to_str().unwrap(),
+        "--symvers",
+        kernel.symvers.to_str().unwrap(),
+    ]);
+    assert!(check.status.success(), "kmodidx check: {}", stderr(&check));
     let base = work.path().join("base.cpio");
     let status = Command::new(repo().join("tests/boot/mkbase.sh"))
         .arg(&base)
