@@ -308,6 +308,49 @@ pub enum Kind {
         devname: String,
     },
 
+    // Closures (`build --modules`).
+    /// A root SPEC that matches nothing, allowed by `--allow-missing`.
+    SpecMissingAllowed {
+        /// The SPEC.
+        spec: String,
+    },
+    /// An `--exclude` SPEC that matches no module.
+    ExcludeMatchedNothing {
+        /// The SPEC.
+        spec: String,
+    },
+    /// A root SPEC resolved to a module that `--exclude` removes.
+    RootExcluded {
+        /// The root SPEC.
+        spec: String,
+        /// The excluded module's name.
+        module: String,
+    },
+    /// A module of a closure needs (or names) one that `--exclude` removed.
+    ExclusionBroke {
+        /// The kept module's name.
+        module: String,
+        /// The excluded module's name.
+        wants: String,
+        /// How the kept module wants it.
+        edge: Edge,
+    },
+    /// A `firmware=` file of a closure's module that is not in the input.
+    FirmwareMissing {
+        /// The module's name.
+        module: String,
+        /// The firmware name, as in modinfo.
+        firmware: String,
+    },
+    /// A `firmware=` name that is not a plain relative path (never looked
+    /// up: it could name a file outside the firmware directory).
+    FirmwareNameUnsafe {
+        /// The module's name.
+        module: String,
+        /// The firmware name, as in modinfo.
+        firmware: String,
+    },
+
     // The depmod drop-in's own checks.
     /// `-P` with more than one character.
     PrefixNotSingleChar,
@@ -387,6 +430,31 @@ pub enum Kind {
     },
 }
 
+/// How one module pulls in another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Edge {
+    /// A hard dependency: the module cannot load without it.
+    Dependency,
+    /// A softdep `pre:` target.
+    SoftPre,
+    /// A softdep `post:` target.
+    SoftPost,
+    /// A weakdep target.
+    Weak,
+}
+
+impl Edge {
+    /// The words used in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Edge::Dependency => "dependency",
+            Edge::SoftPre => "softdep pre: target",
+            Edge::SoftPost => "softdep post: target",
+            Edge::Weak => "weakdep",
+        }
+    }
+}
+
 /// The report categories of `kmodidx build --report`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Category {
@@ -454,7 +522,11 @@ impl Diagnostic {
             | K::DuplicateDeps { module, .. }
             | K::DuplicateAlias { module, .. }
             | K::DuplicateSymbol { module, .. }
-            | K::DevnameWithoutNumbers { module, .. } => Some(module),
+            | K::DevnameWithoutNumbers { module, .. }
+            | K::RootExcluded { module, .. }
+            | K::ExclusionBroke { module, .. }
+            | K::FirmwareMissing { module, .. }
+            | K::FirmwareNameUnsafe { module, .. } => Some(module),
             K::NonAscii { module, .. } | K::UnmatchedBracket { module, .. } => module.as_deref(),
             K::ModuleOperand { path, .. } | K::NotAbsolute { path } => Some(path),
             K::UnsupportedFileType { path, module: true } => Some(path),
@@ -476,12 +548,15 @@ impl Diagnostic {
         }
     }
 
-    /// Whether `--strict` fails on it: an unknown symbol, a CRC mismatch or
-    /// an unreadable module.
+    /// Whether `--strict` fails on it: an unknown symbol, a CRC mismatch,
+    /// an unreadable module, or a closure's missing firmware.
     pub fn is_strict_finding(&self) -> bool {
         matches!(
             self.category(),
             Category::UnknownSymbol | Category::CrcMismatch | Category::UnreadableModule
+        ) || matches!(
+            self.kind,
+            Kind::FirmwareMissing { .. } | Kind::FirmwareNameUnsafe { .. }
         )
     }
 }
@@ -594,6 +669,41 @@ impl fmt::Display for Kind {
             K::DevnameWithoutNumbers { module, devname } => write!(
                 f,
                 "Module '{module}' has devname ({devname}) but lacks major and minor information. Ignoring."
+            ),
+            K::SpecMissingAllowed { spec } => write!(
+                f,
+                "--modules {spec}: matches no module (allowed by --allow-missing)"
+            ),
+            K::ExcludeMatchedNothing { spec } => {
+                write!(f, "--exclude {spec}: matches no module")
+            }
+            K::RootExcluded { spec, module } => write!(
+                f,
+                "--modules {spec}: {module} is removed by --exclude and left out"
+            ),
+            K::ExclusionBroke {
+                module,
+                wants,
+                edge: Edge::Dependency,
+            } => write!(
+                f,
+                "{module} needs {wants}, which --exclude removed: {module} will not load"
+            ),
+            K::ExclusionBroke {
+                module,
+                wants,
+                edge,
+            } => write!(
+                f,
+                "{module} names {wants} as a {}, which --exclude removed",
+                edge.name()
+            ),
+            K::FirmwareMissing { module, firmware } => {
+                write!(f, "{module}: firmware {firmware} is not in the input")
+            }
+            K::FirmwareNameUnsafe { module, firmware } => write!(
+                f,
+                "{module}: firmware name {firmware} is not a plain relative path; not looked up"
             ),
             K::PrefixNotSingleChar => f.write_str("-P only takes a single char"),
             K::BadVersion { version } => write!(f, "Bad version passed {version}"),

@@ -57,6 +57,7 @@
 
 pub mod build;
 pub mod check;
+pub mod closure;
 pub mod compress;
 pub mod depmod;
 pub mod diag;

@@ -24,8 +24,8 @@ enum Command {
     /// Index the modules of a filesystem tree or archive, writing every
     /// modules.* file kmod's depmod writes into a directory or archive.
     /// Exit status: 0 on success, 1 when problems were found in the modules
-    /// (--strict findings, a dependency cycle), 2 when the run could not
-    /// complete.
+    /// (--strict findings, a dependency cycle, a --modules SPEC that
+    /// matches nothing), 2 when the run could not complete.
     // Boxed: the build options outweigh the other commands' by far.
     Build(Box<cli::build::BuildArgs>),
     /// Check an output directory or archive against its manifest, or

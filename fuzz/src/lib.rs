@@ -137,6 +137,8 @@ pub fn archive(data: &[u8]) {
             keep: vec![b"Module.symvers".to_vec()],
             spill_dir: path.parent().map(|p| p.to_path_buf()),
             follow_links_under: Vec::new(),
+            // Firmware goes to the spill file too (closure builds).
+            keep_firmware: true,
         };
         let parser = MetaParser {
             max_module_size: MODULE_LIMIT,

@@ -120,7 +120,7 @@ pub fn locate(
 
 /// On a merged-/usr tree, `lib` is a symlink to `usr/lib`, and modules
 /// belong under `usr/lib/modules`.
-fn lib_is_usr_lib(tree: &dyn Tree) -> bool {
+pub fn lib_is_usr_lib(tree: &dyn Tree) -> bool {
     tree.link_target(b"lib").is_some_and(|t| {
         matches!(
             t.as_slice(),

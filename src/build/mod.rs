@@ -7,6 +7,7 @@
 //! [`Built::diagnostics`] or in the [`BuildError`], which also carries the
 //! kernel version when it was found.
 
+mod closure;
 mod locate;
 
 use std::io::Write;
@@ -30,7 +31,7 @@ use crate::source::{
     join, open_input, ArchiveOptions, DirTree, EntryKind, Input, InputError, Tree,
 };
 
-pub use locate::{locate, LocateError, Located};
+pub use locate::{lib_is_usr_lib, locate, LocateError, Located};
 
 /// Size limits, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +106,30 @@ pub struct Options {
     /// absolute symlinks may lead into; every other link resolves inside
     /// the input.
     pub follow_links_under: Vec<PathBuf>,
+    /// Index (and stage) only the closure of these SPECs (`--modules`).
+    pub closure: Option<ClosureRequest>,
+}
+
+/// A closure build (`--modules`): which modules, whether to write
+/// `modules.load`, and how SPECs are resolved. See [`crate::closure`].
+#[derive(Debug, Clone)]
+pub struct ClosureRequest {
+    /// Roots, exclusions and allowed-missing names, as expanded SPEC lists.
+    pub selection: crate::closure::Selection,
+    /// Also write `modules.load`, the closure in load order.
+    pub load_list: bool,
+    /// Resolves SPECs as modprobe does (`crate::query` provides it).
+    pub resolver: ResolverHandle,
+}
+
+/// A shared [`Resolver`](crate::closure::Resolver).
+#[derive(Clone)]
+pub struct ResolverHandle(pub std::sync::Arc<dyn crate::closure::Resolver>);
+
+impl std::fmt::Debug for ResolverHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResolverHandle")
+    }
 }
 
 impl Default for Options {
@@ -124,6 +149,7 @@ impl Default for Options {
             input_digest: true,
             spill_dir: None,
             follow_links_under: Vec::new(),
+            closure: None,
         }
     }
 }
@@ -140,8 +166,13 @@ pub enum ManifestOptionsError {
 }
 
 impl Options {
-    /// The options a manifest records, to rebuild what it describes.
-    pub fn from_manifest(m: &Manifest, limits: Limits) -> Result<Self, ManifestOptionsError> {
+    /// The options a manifest records, to rebuild what it describes. A
+    /// closure build's SPECs are resolved with `resolver`.
+    pub fn from_manifest(
+        m: &Manifest,
+        limits: Limits,
+        resolver: &ResolverHandle,
+    ) -> Result<Self, ManifestOptionsError> {
         let compat = Compat::from_name(&m.options.compat)
             .ok_or_else(|| ManifestOptionsError::Compat(m.options.compat.clone()))?;
         let symbol_prefix = match m.options.symbol_prefix.as_deref() {
@@ -166,6 +197,15 @@ impl Options {
                 .iter()
                 .map(PathBuf::from)
                 .collect(),
+            closure: m.options.closure.as_ref().map(|c| ClosureRequest {
+                selection: crate::closure::Selection {
+                    roots: c.modules.clone(),
+                    exclude: c.exclude.clone(),
+                    allow_missing: c.allow_missing.clone(),
+                },
+                load_list: c.load_list,
+                resolver: resolver.clone(),
+            }),
             ..Options::default()
         })
     }
@@ -222,7 +262,9 @@ impl BuildError {
     pub fn is_module_problem(&self) -> bool {
         matches!(
             *self.failure,
-            Failure::Strict { .. } | Failure::Depmod(DepmodError::Cycle { .. })
+            Failure::Strict { .. }
+                | Failure::Depmod(DepmodError::Cycle { .. })
+                | Failure::Closure(_)
         )
     }
 }
@@ -255,6 +297,9 @@ pub enum Failure {
         /// Why.
         reason: String,
     },
+    /// A closure could not be computed (a root SPEC matches nothing).
+    #[error("{0}; nothing was written")]
+    Closure(#[from] crate::closure::ClosureError),
     /// `strict` was set and modules have problems.
     #[error("--strict: {count} problem(s) with modules or symbols; nothing was written")]
     Strict {
@@ -328,6 +373,7 @@ pub fn open(from: &Path, opts: &Options) -> Result<Input<ModuleMeta>, BuildError
             .into_iter()
             .collect(),
         follow_links_under: opts.follow_links_under.clone(),
+        keep_firmware: opts.staged && opts.closure.is_some(),
     };
     let parser = MetaParser {
         max_module_size: opts.limits.max_module_size,
@@ -438,11 +484,24 @@ pub fn build_opened(
         explicit_modules: None,
         text_only: false,
     };
-    let outcome = match depmod::run(&request) {
+    let mut closure_built = None;
+    let outcome = match &opts.closure {
+        None => depmod::run(&request).map_err(Failure::Depmod),
+        Some(wanted) => {
+            let place = (module_dir.as_str(), version.as_str());
+            closure::run(&request, tree, place, wanted, opts.staged).map(|(outcome, built)| {
+                closure_built = Some(built);
+                outcome
+            })
+        }
+    };
+    let outcome = match outcome {
         Ok(outcome) => outcome,
-        Err(e) => {
-            diagnostics.extend_from_slice(e.diagnostics());
-            return Err(fail(Failure::Depmod(e), Some(&version), diagnostics));
+        Err(failure) => {
+            if let Failure::Depmod(e) = &failure {
+                diagnostics.extend_from_slice(e.diagnostics());
+            }
+            return Err(fail(failure, Some(&version), diagnostics));
         }
     };
     diagnostics.extend(outcome.diagnostics.iter().cloned());
@@ -462,8 +521,23 @@ pub fn build_opened(
         plan.files
             .push(PlannedFile::bytes(path, file.bytes.clone()));
     }
+    if let Some(list) = closure_built.as_ref().and_then(|c| c.load_list.clone()) {
+        plan.files.push(PlannedFile::bytes(
+            closure::load_list_path(&tree_path),
+            list,
+        ));
+    }
     if opts.staged {
-        match staged_files(tree, &tree_path) {
+        let staged = match &closure_built {
+            None => staged_files(tree, &tree_path),
+            Some(c) => {
+                let mut paths = module_dir_inputs(tree, &tree_path);
+                paths.extend(outcome.module_paths.iter().cloned());
+                paths.extend(c.firmware.iter().cloned());
+                planned_copies(tree, &paths)
+            }
+        };
+        match staged {
             Ok(staged) => plan.files.extend(staged),
             Err(failure) => return Err(fail(failure, Some(&version), diagnostics)),
         }
@@ -474,6 +548,10 @@ pub fn build_opened(
     if opts.input_digest {
         used = recording.used();
         used.extend(outcome.module_paths.iter().cloned());
+        if let Some(c) = &closure_built {
+            used.extend(c.all_modules.iter().cloned());
+            used.extend(c.firmware.iter().cloned());
+        }
         used.sort();
         used.dedup();
     }
@@ -510,6 +588,12 @@ pub fn build_opened(
                 .iter()
                 .map(|d| d.display().to_string())
                 .collect(),
+            closure: opts.closure.as_ref().map(|c| manifest::ManifestClosure {
+                modules: c.selection.roots.clone(),
+                exclude: c.selection.exclude.clone(),
+                allow_missing: c.selection.allow_missing.clone(),
+                load_list: c.load_list,
+            }),
         },
         input: manifest::input_digest(&digests),
         files: plan
@@ -629,20 +713,24 @@ fn none_readable(tree: &dyn Tree, is_dir: bool, diagnostics: &[Diagnostic]) -> O
     })
 }
 
-/// The module directory's own files and every module file under it, walked
-/// as discovery walks it, planned as copies.
-fn staged_files(tree: &dyn Tree, dir: &[u8]) -> Result<Vec<PlannedFile>, Failure> {
-    let mut paths = Vec::new();
-    for name in [
+/// The module directory's input files that a staged output keeps as they
+/// are: `modules.order`, `modules.builtin`, `modules.builtin.modinfo`.
+fn module_dir_inputs(tree: &dyn Tree, dir: &[u8]) -> Vec<Vec<u8>> {
+    [
         "modules.order",
         "modules.builtin",
         "modules.builtin.modinfo",
-    ] {
-        let p = join(&[dir, name.as_bytes()]);
-        if tree.kind(&p) == Some(EntryKind::File) {
-            paths.push(p);
-        }
-    }
+    ]
+    .iter()
+    .map(|name| join(&[dir, name.as_bytes()]))
+    .filter(|p| tree.kind(p) == Some(EntryKind::File))
+    .collect()
+}
+
+/// The module directory's own files and every module file under it, walked
+/// as discovery walks it, planned as copies.
+fn staged_files(tree: &dyn Tree, dir: &[u8]) -> Result<Vec<PlannedFile>, Failure> {
+    let mut paths = module_dir_inputs(tree, dir);
     let kmod_dir = [b"/", dir].concat();
     walk_modules(tree, dir, &kmod_dir, &|_| false, &mut |walked| {
         if let Walked::Module { tree_path, .. } = walked {
@@ -650,6 +738,11 @@ fn staged_files(tree: &dyn Tree, dir: &[u8]) -> Result<Vec<PlannedFile>, Failure
         }
         true
     });
+    planned_copies(tree, &paths)
+}
+
+/// Input files planned as copies at the same paths.
+fn planned_copies(tree: &dyn Tree, paths: &[Vec<u8>]) -> Result<Vec<PlannedFile>, Failure> {
     paths
         .par_iter()
         .map(|p| {

@@ -119,6 +119,61 @@ pub struct BuildOptions {
     /// Every other link still resolves inside the input.
     #[arg(long = "follow-links-under", value_name = "PREFIX")]
     pub follow_links_under: Vec<PathBuf>,
+    #[command(flatten)]
+    pub closure: ClosureArgs,
+}
+
+/// A closure build: only some modules and what they pull in.
+#[derive(Debug, Clone, Args)]
+pub struct ClosureArgs {
+    /// Index (and with --staged, copy) only these modules and everything
+    /// they pull in: dependencies, softdep and weakdep targets and their
+    /// closures, and their firmware. A SPEC is a module name or an alias
+    /// (fs-vfat, pci:v..., symbol:NAME), resolved as modprobe does.
+    /// Repeatable; takes comma-separated lists; @FILE reads one SPEC per
+    /// line (# starts a comment).
+    #[arg(long = "modules", value_name = "SPEC,...|@FILE")]
+    pub modules: Vec<String>,
+
+    /// Leave out the modules a SPEC resolves to, and what only they pull
+    /// in; what the exclusion breaks is reported. Repeatable; lists and
+    /// @FILE as for --modules.
+    #[arg(long, value_name = "SPEC,...|@FILE", requires = "modules")]
+    pub exclude: Vec<String>,
+
+    /// A --modules SPEC that may match nothing (a warning instead of an
+    /// error; - and _ are equal). Repeatable; lists and @FILE as for
+    /// --modules.
+    #[arg(long, value_name = "NAME,...|@FILE", requires = "modules")]
+    pub allow_missing: Vec<String>,
+
+    /// Also write modules.load: the closure's modules, one per line, in an
+    /// order that loads (dependencies first).
+    #[arg(long, requires = "modules")]
+    pub load_list: bool,
+}
+
+impl ClosureArgs {
+    /// The closure request, with SPEC lists and @FILEs expanded; `None`
+    /// without --modules.
+    fn request(&self) -> Result<Option<build::ClosureRequest>, String> {
+        use kmodidx::closure::{expand_specs, Selection};
+        if self.modules.is_empty() {
+            return Ok(None);
+        }
+        let expand = |option: &str, values: &[String]| {
+            expand_specs(option, values).map_err(|e| e.to_string())
+        };
+        Ok(Some(build::ClosureRequest {
+            selection: Selection {
+                roots: expand("--modules", &self.modules)?,
+                exclude: expand("--exclude", &self.exclude)?,
+                allow_missing: expand("--allow-missing", &self.allow_missing)?,
+            },
+            load_list: self.load_list,
+            resolver: super::resolver(),
+        }))
+    }
 }
 
 /// Size limits, shared by `build` and `verify`.
@@ -276,6 +331,10 @@ pub fn run(args: &BuildArgs) -> u8 {
         Err(message) => return error(message),
     };
     let o = &args.options;
+    let closure = match o.closure.request() {
+        Ok(closure) => closure,
+        Err(message) => return error(message),
+    };
     let opts = Options {
         kernel_version: o.kernel_version.clone(),
         module_dir: o.module_dir.clone(),
@@ -297,6 +356,7 @@ pub fn run(args: &BuildArgs) -> u8 {
             },
             Target::Stdout(_) => std::env::temp_dir(),
         }),
+        closure,
     };
     if verbosity == Verbosity::Verbose {
         eprint_line(&format!("kmodidx: info: reading {}", args.from.display()));

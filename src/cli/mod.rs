@@ -120,3 +120,8 @@ pub fn print_kmodidx(diags: &[Diagnostic], verbosity: Verbosity) {
         let _ = writeln!(err, "kmodidx: {word}: {d}");
     }
 }
+
+/// How `build` and `verify` resolve `--modules` SPECs.
+pub fn resolver() -> kmodidx::build::ResolverHandle {
+    kmodidx::build::ResolverHandle(std::sync::Arc::new(kmodidx::query::ModprobeResolver))
+}

@@ -85,7 +85,8 @@ fn check(args: &VerifyArgs) -> Result<Checked, String> {
             ),
         });
     };
-    let opts = Options::from_manifest(&recorded, limits).map_err(|e| e.to_string())?;
+    let opts =
+        Options::from_manifest(&recorded, limits, &super::resolver()).map_err(|e| e.to_string())?;
     let rebuilt = build::build(from, &opts)
         .map_err(|e| e.to_string())?
         .manifest;

@@ -177,6 +177,38 @@ impl DepmodError {
 /// Runs the whole pipeline and returns the rendered files.
 pub fn run(req: &Request<'_>) -> Result<Outcome, DepmodError> {
     let mut diags = Vec::new();
+    let loaded = load(req, &mut diags)?;
+    index(req, loaded, diags)
+}
+
+/// The modules of a run, found, ordered and loaded: everything before
+/// resolution.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The module files, in output order.
+    pub found: Vec<discover::Found>,
+    /// Their metadata, in the same order.
+    pub modules: Vec<resolve::LoadedModule>,
+}
+
+impl Loaded {
+    /// The modules at `keep` (indexes into this run's order, ascending), as
+    /// depmod would find and order them in a tree holding only those files.
+    ///
+    /// Filtering keeps depmod's order: modules listed in `modules.order`
+    /// rank by their own line there, and the others by kmod's hash order,
+    /// which depends only on each module's own name (its bucket, then the
+    /// name within the bucket); neither depends on which other modules exist.
+    pub fn subset(&self, keep: &[usize]) -> Loaded {
+        Loaded {
+            found: keep.iter().map(|&i| self.found[i].clone()).collect(),
+            modules: keep.iter().map(|&i| self.modules[i].clone()).collect(),
+        }
+    }
+}
+
+/// Finds, orders and loads the modules (depmod's steps before resolution).
+pub fn load(req: &Request<'_>, diags: &mut Vec<Diagnostic>) -> Result<Loaded, DepmodError> {
     let found = match &req.explicit_modules {
         Some(files) => files.clone(),
         None => match discover::discover(
@@ -184,16 +216,16 @@ pub fn run(req: &Request<'_>) -> Result<Outcome, DepmodError> {
             &req.module_dir,
             &req.config,
             req.external_in_tree,
-            &mut diags,
+            diags,
         ) {
             Ok(found) => found,
-            Err(fatal) => return Err(DepmodError::ModuleDir(fatal, diags)),
+            Err(fatal) => return Err(DepmodError::ModuleDir(fatal, std::mem::take(diags))),
         },
     };
     if found.len() >= usize::from(u16::MAX) {
         return Err(DepmodError::TooManyModules {
             count: found.len(),
-            diagnostics: diags,
+            diagnostics: std::mem::take(diags),
         });
     }
 
@@ -206,7 +238,7 @@ pub fn run(req: &Request<'_>) -> Result<Outcome, DepmodError> {
                 .map(|r| order::uncompressed_relpath(r, &f.name))
         })
         .collect();
-    let order_file = read_input(req, "modules.order", &mut diags)?;
+    let order_file = read_input(req, "modules.order", diags)?;
     let order_path = format!(
         "{}/modules.order",
         String::from_utf8_lossy(&req.module_dir.kmod_path)
@@ -216,12 +248,12 @@ pub fn run(req: &Request<'_>) -> Result<Outcome, DepmodError> {
         &uncrelpaths,
         order_file.as_deref().map(|t| (order_path.as_str(), t)),
         req.compat.duplicate_rule(),
-        &mut diags,
+        diags,
     );
 
     // Decompression and parsing dominate the run time; they are independent
     // per module, and collecting in order keeps the result thread-count free.
-    let loaded: Vec<resolve::LoadedModule> = order
+    let modules: Vec<resolve::LoadedModule> = order
         .par_iter()
         .map(|&i| {
             let f = &found[i];
@@ -237,14 +269,30 @@ pub fn run(req: &Request<'_>) -> Result<Outcome, DepmodError> {
             }
         })
         .collect();
-    if let Some((m, reason)) = loaded.iter().find_map(|m| m.meta.refusal().map(|r| (m, r))) {
+    if let Some((m, reason)) = modules
+        .iter()
+        .find_map(|m| m.meta.refusal().map(|r| (m, r)))
+    {
         return Err(DepmodError::Refused {
             path: m.display_path.clone(),
             reason,
-            diagnostics: diags,
+            diagnostics: std::mem::take(diags),
         });
     }
-    let readable_modules = loaded
+    let mut found: Vec<Option<discover::Found>> = found.into_iter().map(Some).collect();
+    let found = order.iter().filter_map(|&i| found[i].take()).collect();
+    Ok(Loaded { found, modules })
+}
+
+/// Resolves the loaded modules and renders every index file (depmod's
+/// steps after loading). `diags` holds the messages so far.
+pub fn index(
+    req: &Request<'_>,
+    loaded: Loaded,
+    mut diags: Vec<Diagnostic>,
+) -> Result<Outcome, DepmodError> {
+    let Loaded { found, modules } = loaded;
+    let readable_modules = modules
         .iter()
         .filter(|m| match &m.meta.exports {
             Some(Err(crate::module::LoadError::Elf(crate::module::elf::ElfError::NoData))) => true,
@@ -254,7 +302,7 @@ pub fn run(req: &Request<'_>) -> Result<Outcome, DepmodError> {
         .count();
 
     let resolution = match resolve::resolve(
-        &loaded,
+        &modules,
         req.kernel_symbols.as_deref(),
         req.symbols,
         &mut diags,
@@ -266,16 +314,13 @@ pub fn run(req: &Request<'_>) -> Result<Outcome, DepmodError> {
         }
     };
 
-    let indexed: Vec<IndexedModule> = loaded
+    let indexed: Vec<IndexedModule> = modules
         .into_iter()
-        .zip(&order)
+        .zip(&found)
         .zip(resolution.dependencies)
-        .map(|((m, &i), dependencies)| IndexedModule {
+        .map(|((m, f), dependencies)| IndexedModule {
             name: m.name,
-            path: found[i]
-                .relpath
-                .clone()
-                .unwrap_or_else(|| found[i].kmod_path.clone()),
+            path: f.relpath.clone().unwrap_or_else(|| f.kmod_path.clone()),
             aliases: m.meta.aliases,
             softdeps: m.meta.softdeps,
             weakdeps: m.meta.weakdeps,
@@ -307,7 +352,7 @@ pub fn run(req: &Request<'_>) -> Result<Outcome, DepmodError> {
         Ok(files) => Ok(Outcome {
             files,
             diagnostics: diags,
-            module_paths: order.iter().map(|&i| found[i].tree_path.clone()).collect(),
+            module_paths: found.into_iter().map(|f| f.tree_path).collect(),
             readable_modules,
         }),
         Err(source) => Err(DepmodError::Index {

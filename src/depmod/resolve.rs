@@ -9,6 +9,7 @@ use crate::diag::{lossy, Diagnostic, Kind};
 use crate::module::ModuleMeta;
 
 /// A module ready for resolution, already in output order.
+#[derive(Debug, Clone)]
 pub struct LoadedModule {
     /// Module name.
     pub name: Vec<u8>,
@@ -58,6 +59,20 @@ pub struct Resolution {
 pub struct CycleError {
     /// kmod's report lines, to print as errors.
     pub report: Vec<Diagnostic>,
+}
+
+/// Every module's direct dependencies (the modules whose exports it uses),
+/// as [`resolve`] finds them, without the load order, cycle check or any
+/// report. Kernel symbols are not needed: a symbol a module exports wins
+/// over the kernel's, and one only the kernel exports makes no dependency.
+pub fn direct_graph(modules: &[LoadedModule], prefix: u8) -> Vec<Vec<usize>> {
+    let quiet = SymbolOptions {
+        prefix,
+        ..SymbolOptions::default()
+    };
+    let mut ignored = Vec::new();
+    let symbols = build_symbol_table(modules, None, quiet, &mut ignored);
+    direct_dependencies(modules, &symbols, quiet, &mut ignored)
 }
 
 /// Builds the symbol table, every module's dependencies and their load order; reports unknown symbols and CRC mismatches as `opts` asks, and fails with kmod's report on a cycle.

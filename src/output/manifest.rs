@@ -53,6 +53,24 @@ pub struct ManifestOptions {
     /// `--follow-links-under` directories, in order (absent when none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub follow_links_under: Vec<String>,
+    /// The closure request of a `--modules` build (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closure: Option<ManifestClosure>,
+}
+
+/// The SPECs of a closure build: the output is a function of the input and
+/// these.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestClosure {
+    /// Root SPECs (`--modules`, lists and `@FILE`s expanded), in order.
+    pub modules: Vec<String>,
+    /// `--exclude` SPECs.
+    pub exclude: Vec<String>,
+    /// `--allow-missing` names.
+    pub allow_missing: Vec<String>,
+    /// Whether `modules.load` is written.
+    pub load_list: bool,
 }
 
 fn default_true() -> bool {

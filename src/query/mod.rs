@@ -15,6 +15,7 @@ pub mod diff;
 mod message;
 mod modprobe;
 mod open;
+mod resolver;
 pub mod why;
 
 use crate::index::reader::{BinIndex, Entry, IndexReadError, ReadMode};
@@ -24,6 +25,7 @@ pub use config::{Config, Softdep, Weakdep};
 pub use message::{Message, Severity};
 pub use modprobe::{Action, Resolution, ShowDepends};
 pub use open::{open, OpenError, OpenOptions, Opened};
+pub use resolver::ModprobeResolver;
 
 /// The index files an [`Image`] reads, by name.
 pub const INDEX_FILES: [&str; 7] = [
@@ -43,8 +45,10 @@ pub const MAX_INDEX_FILE_LEN: usize = crate::index::reader::MAX_INDEX_LEN;
 
 /// Where an image's files are, and its index files' contents.
 pub struct ImageParts {
-    /// The opened input; module files are read from it.
-    pub input: Input<ModuleMeta>,
+    /// The opened input; module files are read from it. `None` for an
+    /// index alone, held in memory (as `build --modules` resolves SPECs):
+    /// its modules are then taken as installed where the index says.
+    pub input: Option<Input<ModuleMeta>>,
     /// The module directory in the tree, such as `lib/modules`.
     pub module_dir: String,
     /// The kernel version.
@@ -104,7 +108,7 @@ impl ModuleEntry {
 
 /// One kernel's index, opened for queries.
 pub struct Image {
-    input: Input<ModuleMeta>,
+    input: Option<Input<ModuleMeta>>,
     module_dir: String,
     kernel_version: String,
     /// The module directory as modprobe names it: `/lib/modules/VERSION`.
@@ -249,8 +253,11 @@ impl Image {
         if self.index_only {
             return true;
         }
+        let Some(input) = &self.input else {
+            return false;
+        };
         let path = tree_path(image_path);
-        path.is_empty() || self.input.tree().kind(&path).is_some()
+        path.is_empty() || input.tree().kind(&path).is_some()
     }
 
     /// Every module of `modules.dep.bin`, by name.
@@ -327,11 +334,12 @@ impl Image {
     /// `modules.dep`; `None` when the module is not there.
     pub fn module_meta(&self, name: &[u8]) -> Option<ModuleMeta> {
         let entry = self.module(name)?;
+        let input = self.input.as_ref()?;
         let path = tree_path(&self.image_path(&entry.path));
-        if self.input.tree().kind(&path) != Some(EntryKind::File) {
+        if input.tree().kind(&path) != Some(EntryKind::File) {
             return None;
         }
-        Some(ModuleReader::new(&self.input, self.max_module_size).module_meta(&path))
+        Some(ModuleReader::new(input, self.max_module_size).module_meta(&path))
     }
 
     /// `modprobe -C /dev/null --show-depends NAME` on the image.

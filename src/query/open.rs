@@ -121,7 +121,7 @@ pub fn open(from: &Path, opts: &OpenOptions) -> Result<Opened, OpenError> {
         (built.input, files, built.diagnostics)
     };
     let image = Image::from_parts(ImageParts {
-        input,
+        input: Some(input),
         module_dir,
         kernel_version,
         origin,

@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 
 use super::stream::{self, ArchiveError, EntryError, RawEntry, RawKind};
 use super::{Contents, DirEntry, DirId, EntryKind, ModuleParser, Tree};
-use crate::layout::{is_module_file, CONFIG_DIRS, MODULE_DIRS, SKIPPED_NAMES};
+use crate::layout::{is_module_file, CONFIG_DIRS, FIRMWARE_DIRS, MODULE_DIRS, SKIPPED_NAMES};
 use crate::util::Refused;
 
 /// How deep symlink chains may go (the kernel's `MAXSYMLINKS`).
@@ -46,6 +46,10 @@ pub struct ArchiveOptions {
     /// targets under these host directories resolve on the host (see
     /// [`super::DirTree::follow_links_under`]).
     pub follow_links_under: Vec<PathBuf>,
+    /// Also keep the files below the firmware directories
+    /// ([`FIRMWARE_DIRS`]) in the spill file, for a closure that copies the
+    /// firmware its modules name. Needs `spill_dir`.
+    pub keep_firmware: bool,
 }
 
 impl Default for ArchiveOptions {
@@ -55,6 +59,7 @@ impl Default for ArchiveOptions {
             keep: Vec::new(),
             spill_dir: None,
             follow_links_under: Vec::new(),
+            keep_firmware: false,
         }
     }
 }
@@ -64,6 +69,11 @@ enum FileData {
     Small(Arc<[u8]>),
     /// Index into `modules`.
     Module(usize),
+    /// Bytes in the spill file (firmware).
+    Spilled {
+        at: u64,
+        size: u64,
+    },
     /// Not needed by kmodidx, so not kept.
     Unkept,
 }
@@ -160,6 +170,10 @@ fn in_module_dir(path: &[u8]) -> bool {
 
 fn in_config_dir(path: &[u8]) -> bool {
     CONFIG_DIRS.iter().any(|d| under(path, d))
+}
+
+fn in_firmware_dir(path: &[u8]) -> bool {
+    FIRMWARE_DIRS.iter().any(|d| under(path, d))
 }
 
 /// What the streaming pass sends to the parsing workers.
@@ -344,6 +358,15 @@ impl Builder<'_> {
                 return Err(EntryError::Reject("module parser stopped".into()));
             }
             return Ok(FileData::Module(slot));
+        }
+        if self.opts.keep_firmware && in_firmware_dir(path) {
+            if let Some((file, end)) = &mut self.spill {
+                // Streamed: firmware files can be large.
+                let at = *end;
+                let size = io::copy(&mut *entry.data, file)?;
+                *end += size;
+                return Ok(FileData::Spilled { at, size });
+            }
         }
         let wanted = in_module_dir(path)
             || in_config_dir(path)
@@ -902,6 +925,15 @@ impl<M: Sync> Tree for ArchiveTree<M> {
                         }),
                     }
                 }
+                FileData::Spilled { at, size } => match &self.spill {
+                    Some(file) => {
+                        use std::os::unix::fs::FileExt;
+                        let mut buf = vec![0u8; usize::try_from(*size).map_err(io::Error::other)?];
+                        file.read_exact_at(&mut buf, *at)?;
+                        Ok(Contents::Owned(buf))
+                    }
+                    None => Err(io::Error::other("contents were not kept from the archive")),
+                },
                 FileData::Unkept => Err(io::Error::other(
                     "contents were not kept from the archive (outside the directories kmodidx reads, or too large)",
                 )),

@@ -427,6 +427,25 @@ macro_rules! for_each_kernel {
 }
 pub(crate) use for_each_kernel;
 
+/// Runs Debian's depmod (kmod 30) in place over the tree at `root` for
+/// kernel `version`, with no configuration. `None` when it is not
+/// installed (see [`live_depmod30`]).
+pub fn index_with_depmod30(root: &Path, version: &str) -> Option<()> {
+    let depmod = live_depmod30()?;
+    let run = Command::new(depmod)
+        .arg("-b")
+        .arg(root)
+        .args(["-C", "/nonexistent", version])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "depmod failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    Some(())
+}
+
 // ---------------------------------------------------------------------------
 // Walking a tree and packing it.
 

@@ -10,6 +10,7 @@ mod bazel;
 mod build_checks;
 mod build_cli;
 mod check;
+mod closure;
 mod contrib;
 mod corpus;
 mod depmod_cli;
