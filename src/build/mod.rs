@@ -22,7 +22,9 @@ use crate::diag::Diagnostic;
 use crate::index::files::IndexFile;
 use crate::layout::CONFIG_DIRS;
 use crate::module::{MetaParser, ModuleMeta, ModuleReader};
-use crate::output::manifest::{self, Manifest, ManifestFile, ManifestOptions, MANIFEST_NAME};
+use crate::output::manifest::{
+    self, DigestScope, Manifest, ManifestFile, ManifestOptions, MANIFEST_NAME,
+};
 use crate::output::write::{self, FileSource, OutputError, OutputFormat, Plan, PlannedFile};
 use crate::source::record::Recording;
 use crate::source::{
@@ -87,10 +89,12 @@ pub struct Options {
     /// Fail with [`Failure::Strict`] when a module needs an unknown symbol,
     /// disagrees about a CRC, or cannot be read.
     pub strict: bool,
-    /// Hash every input file read, for the manifest's input digest. Without
-    /// it the digest is left empty and directory modules are read only in
-    /// the parts depmod parses.
-    pub input_digest: bool,
+    /// What the manifest's input digest covers. [`DigestScope::Parsed`]
+    /// (the default) hashes only the parts of each module that depmod
+    /// parses, which a directory input reads anyway; [`DigestScope::Whole`]
+    /// reads and hashes every module whole; [`DigestScope::Off`] leaves the
+    /// digest empty.
+    pub input_digest: DigestScope,
     /// Where an archive's module bytes are kept for a staged output (an
     /// anonymous file there); `None` keeps none, which suffices when the
     /// output is not written (as for `verify`).
@@ -111,7 +115,7 @@ impl Default for Options {
             symbol_prefix: None,
             symbols: None,
             strict: false,
-            input_digest: true,
+            input_digest: DigestScope::Parsed,
             spill_dir: None,
         }
     }
@@ -149,6 +153,7 @@ impl Options {
             config_dirs: m.options.config_dirs.iter().map(PathBuf::from).collect(),
             input_config: m.options.input_config,
             symbol_prefix,
+            input_digest: m.input.scope,
             ..Options::default()
         })
     }
@@ -272,6 +277,7 @@ pub fn build(from: &Path, opts: &Options) -> Result<Built, BuildError> {
     };
     let parser = MetaParser {
         max_module_size: opts.limits.max_module_size,
+        parsed_digest: opts.input_digest == DigestScope::Parsed,
     };
     let input =
         open_input(from, &archive_opts, &parser).map_err(|e| fail(e.into(), None, Vec::new()))?;
@@ -320,7 +326,8 @@ pub fn build(from: &Path, opts: &Options) -> Result<Built, BuildError> {
     };
 
     let modules = ModuleReader::new(&input, opts.limits.max_module_size)
-        .hashing(opts.input_digest || opts.staged);
+        .hashing(opts.input_digest == DigestScope::Whole || opts.staged)
+        .parsed_digests(opts.input_digest == DigestScope::Parsed);
     // External directories are image paths: look for them in the input.
     let external_in_tree = |p: &[u8]| p.strip_prefix(b"/").map(<[u8]>::to_vec);
     let request = Request {
@@ -370,22 +377,7 @@ pub fn build(from: &Path, opts: &Options) -> Result<Built, BuildError> {
     }
     plan.sort();
 
-    let mut used = Vec::new();
-    if opts.input_digest {
-        used = recording.used();
-        used.extend(outcome.module_paths.iter().cloned());
-        used.sort();
-        used.dedup();
-    }
-    let digests = match used
-        .par_iter()
-        .map(|p| {
-            tree.digest(p)
-                .map(|(_, sha)| (p.clone(), sha))
-                .map_err(|e| read_failure(tree, p, &e))
-        })
-        .collect::<Result<Vec<_>, Failure>>()
-    {
+    let digests = match input_digests(tree, &recording, &modules, &outcome, opts.input_digest) {
         Ok(digests) => digests,
         Err(failure) => return Err(fail(failure, Some(&version), diagnostics)),
     };
@@ -406,7 +398,7 @@ pub fn build(from: &Path, opts: &Options) -> Result<Built, BuildError> {
                 .collect(),
             symbol_prefix: opts.symbol_prefix.map(|b| char::from(b).to_string()),
         },
-        input: manifest::input_digest(&digests),
+        input: manifest::input_digest(opts.input_digest, &digests),
         files: plan
             .files
             .iter()
@@ -429,6 +421,47 @@ pub fn build(from: &Path, opts: &Options) -> Result<Built, BuildError> {
         manifest,
         diagnostics,
     })
+}
+
+/// `(path, sha256)` of every input file the build used, modules digested
+/// as `scope` says and other files whole.
+fn input_digests(
+    tree: &dyn Tree,
+    recording: &Recording<'_>,
+    modules: &ModuleReader<'_>,
+    outcome: &depmod::Outcome,
+    scope: DigestScope,
+) -> Result<Vec<(Vec<u8>, [u8; 32])>, Failure> {
+    if scope == DigestScope::Off {
+        return Ok(Vec::new());
+    }
+    let module_paths: std::collections::HashSet<&[u8]> =
+        outcome.module_paths.iter().map(Vec::as_slice).collect();
+    let mut others = recording.used();
+    others.retain(|p| !module_paths.contains(p.as_slice()));
+    let whole = |p: &Vec<u8>| {
+        tree.digest(p)
+            .map(|(_, sha)| (p.clone(), sha))
+            .map_err(|e| read_failure(tree, p, &e))
+    };
+    let mut digests = others.par_iter().map(whole).collect::<Result<Vec<_>, _>>()?;
+    let mut listed: Vec<&Vec<u8>> = outcome.module_paths.iter().collect();
+    listed.sort();
+    listed.dedup();
+    let module_digests = listed
+        .par_iter()
+        .map(|p| match scope {
+            // A module that could not be read or decompressed has no parsed
+            // digest: its whole file stands in.
+            DigestScope::Parsed => match modules.parsed_digest(p) {
+                Some(sha) => Ok(((*p).clone(), sha)),
+                None => whole(p),
+            },
+            _ => whole(p),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    digests.extend(module_digests);
+    Ok(digests)
 }
 
 fn read_failure(tree: &dyn Tree, path: &[u8], e: &std::io::Error) -> Failure {

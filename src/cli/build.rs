@@ -9,6 +9,7 @@ use clap::Args;
 use kmodidx::build::{self, BuildError, Failure, Limits, ManifestPlace, Options, SymbolFile};
 use kmodidx::depmod::kernel_symbols::SymbolFileKind;
 use kmodidx::depmod::Compat;
+use kmodidx::output::manifest::DigestScope;
 use kmodidx::output::report::{Report, Status};
 use kmodidx::output::write::{self, OutputFormat, FORMAT_NAMES};
 
@@ -51,6 +52,21 @@ pub struct BuildArgs {
     /// Write no manifest.
     #[arg(long)]
     pub no_manifest: bool,
+
+    /// What the manifest's input digest covers: `parsed`, the parts of
+    /// each module that depmod parses (ELF and section headers, symbol,
+    /// string, modinfo, version and CRC tables), read anyway and cheap to
+    /// hash; or `whole`, every byte of every module file (as `sha256sum`
+    /// sees them), which reads each module whole. Other input files are
+    /// always digested whole.
+    #[arg(
+        long,
+        value_name = "SCOPE",
+        default_value = "parsed",
+        value_parser = scope_parser(),
+        conflicts_with = "no_manifest"
+    )]
+    pub input_digest: DigestScope,
 
     /// Print errors only, no warnings.
     #[arg(long, short, conflicts_with = "verbose")]
@@ -134,6 +150,13 @@ impl LimitArgs {
 fn compat_parser() -> impl TypedValueParser<Value = Compat> {
     PossibleValuesParser::new(Compat::ALL.map(Compat::name))
         .map(|name| Compat::from_name(&name).unwrap_or_default())
+}
+
+fn scope_parser() -> impl TypedValueParser<Value = DigestScope> {
+    PossibleValuesParser::new(["parsed", "whole"]).map(|name| match name.as_str() {
+        "whole" => DigestScope::Whole,
+        _ => DigestScope::Parsed,
+    })
 }
 
 fn parse_prefix(s: &str) -> Result<u8, String> {
@@ -259,7 +282,11 @@ pub fn run(args: &BuildArgs) -> u8 {
             path: path.clone(),
         }),
         strict: args.checks.strict,
-        input_digest: !args.no_manifest,
+        input_digest: if args.no_manifest {
+            DigestScope::Off
+        } else {
+            args.input_digest
+        },
         spill_dir: Some(match &target {
             Target::Path(out, _) => match out.parent() {
                 Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),

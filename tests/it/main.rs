@@ -13,4 +13,5 @@ mod depmod_cli;
 mod extra_kernels;
 mod fixturegen;
 mod fixtures;
+mod input_digest;
 mod robustness;
