@@ -76,7 +76,7 @@ impl Image for Sparse<'_> {
         for (offset, length) in coalesce(ranges.to_vec()) {
             let range = usize::try_from(offset)
                 .ok()
-                .zip(usize::try_from(offset + length).ok())
+                .zip(offset.checked_add(length).and_then(|e| usize::try_from(e).ok()))
                 .and_then(|(start, end)| self.buf.get_mut(start..end))
                 .ok_or_else(|| LoadError::Io("section lies outside the file".into()))?;
             self.file
@@ -133,7 +133,9 @@ fn parts_digest(image: &[u8], mut parts: Vec<elf::FileRange>) -> [u8; 32] {
     let mut union: Vec<elf::FileRange> = Vec::with_capacity(parts.len());
     for (offset, len) in parts.into_iter().filter(|&(_, len)| len > 0) {
         match union.last_mut() {
-            Some((o, l)) if offset <= *o + *l => *l = (*l).max(offset + len - *o),
+            Some((o, l)) if offset <= o.saturating_add(*l) => {
+                *l = (*l).max(offset.saturating_add(len) - *o)
+            }
             _ => union.push((offset, len)),
         }
     }
@@ -223,8 +225,10 @@ pub struct ModuleMeta {
     /// `None` when the symbol table could not be read: the module then has
     /// no dependencies, as with kmod.
     pub imports: Option<Imports>,
-    /// SHA-256 of the parts of the (uncompressed) image that depmod parses
-    /// (see [`parts_digest`]), when asked for and the image could be read.
+    /// SHA-256 of the parts of the (uncompressed) image that depmod parses:
+    /// over the image length, then over each range of the union of those
+    /// parts, in file order, its offset and length (little-endian u64) and
+    /// its bytes. Set when asked for and the image could be read.
     pub parsed_sha256: Option<[u8; 32]>,
 }
 
