@@ -444,7 +444,10 @@ fn input_digests(
             .map(|(_, sha)| (p.clone(), sha))
             .map_err(|e| read_failure(tree, p, &e))
     };
-    let mut digests = others.par_iter().map(whole).collect::<Result<Vec<_>, _>>()?;
+    let mut digests = others
+        .par_iter()
+        .map(whole)
+        .collect::<Result<Vec<_>, _>>()?;
     let mut listed: Vec<&Vec<u8>> = outcome.module_paths.iter().collect();
     listed.sort();
     listed.dedup();

@@ -76,7 +76,11 @@ impl Image for Sparse<'_> {
         for (offset, length) in coalesce(ranges.to_vec()) {
             let range = usize::try_from(offset)
                 .ok()
-                .zip(offset.checked_add(length).and_then(|e| usize::try_from(e).ok()))
+                .zip(
+                    offset
+                        .checked_add(length)
+                        .and_then(|e| usize::try_from(e).ok()),
+                )
                 .and_then(|(start, end)| self.buf.get_mut(start..end))
                 .ok_or_else(|| LoadError::Io("section lies outside the file".into()))?;
             self.file

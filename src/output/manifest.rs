@@ -120,7 +120,9 @@ pub enum ManifestError {
     #[error("not valid manifest JSON: {0}")]
     Json(#[from] serde_json::Error),
     /// Another schema version.
-    #[error("manifest schema {found} is not supported (this kmodidx reads schemas 1 and {SCHEMA})")]
+    #[error(
+        "manifest schema {found} is not supported (this kmodidx reads schemas 1 and {SCHEMA})"
+    )]
     Schema {
         /// The version found.
         found: u32,

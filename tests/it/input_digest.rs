@@ -79,7 +79,12 @@ fn default_digest_is_parsed_and_whole_is_opt_in() {
         &[],
     );
     assert_eq!(run.status.code(), Some(2));
-    let run = kmodidx_build(&root, &tmp.path().join("d"), &["--input-digest", "all"], &[]);
+    let run = kmodidx_build(
+        &root,
+        &tmp.path().join("d"),
+        &["--input-digest", "all"],
+        &[],
+    );
     assert_eq!(run.status.code(), Some(2));
 }
 
@@ -93,12 +98,19 @@ fn whole_digest_is_sha256sum_of_every_file_used() {
     // lists and every module modules.dep names), sorted by path, hashed.
     let dir = "lib/modules/6.1.0-fixture";
     let dep = fs::read_to_string(out.join(dir).join("modules.dep")).unwrap();
-    let mut paths: Vec<String> = ["modules.builtin", "modules.builtin.modinfo", "modules.order"]
-        .iter()
-        .map(|n| n.to_string())
-        .chain(dep.lines().map(|l| l.split(':').next().unwrap().to_string()))
-        .map(|p| format!("{dir}/{p}"))
-        .collect();
+    let mut paths: Vec<String> = [
+        "modules.builtin",
+        "modules.builtin.modinfo",
+        "modules.order",
+    ]
+    .iter()
+    .map(|n| n.to_string())
+    .chain(
+        dep.lines()
+            .map(|l| l.split(':').next().unwrap().to_string()),
+    )
+    .map(|p| format!("{dir}/{p}"))
+    .collect();
     paths.sort();
     use sha2::Digest;
     let list: String = paths
@@ -145,7 +157,10 @@ fn parsed_digest_does_not_depend_on_compression() {
     let b = ModuleMeta::read_bytes(&packed, 1 << 24, true).parsed_sha256;
     assert!(a.is_some());
     assert_eq!(a, b);
-    assert_eq!(ModuleMeta::read_bytes(&plain, 1 << 24, false).parsed_sha256, None);
+    assert_eq!(
+        ModuleMeta::read_bytes(&plain, 1 << 24, false).parsed_sha256,
+        None
+    );
 }
 
 /// `verify --from ROOT OUT`: status and output.
