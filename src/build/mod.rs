@@ -423,6 +423,9 @@ pub fn build(from: &Path, opts: &Options) -> Result<Built, BuildError> {
     })
 }
 
+/// `(path, sha256)` pairs of input files.
+type FileDigests = Vec<(Vec<u8>, [u8; 32])>;
+
 /// `(path, sha256)` of every input file the build used, modules digested
 /// as `scope` says and other files whole.
 fn input_digests(
@@ -431,7 +434,7 @@ fn input_digests(
     modules: &ModuleReader<'_>,
     outcome: &depmod::Outcome,
     scope: DigestScope,
-) -> Result<Vec<(Vec<u8>, [u8; 32])>, Failure> {
+) -> Result<FileDigests, Failure> {
     if scope == DigestScope::Off {
         return Ok(Vec::new());
     }

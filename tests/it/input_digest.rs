@@ -18,13 +18,7 @@ const MODULE: &str = "lib/modules/6.1.0-fixture/kernel/lib/core_base.ko";
 /// A private copy of the basic fixture tree.
 fn basic_copy(dir: &Path) -> PathBuf {
     let root = dir.join("root");
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(repo().join("fixtures/trees/basic"))
-        .arg(&root)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    copy_tree(&repo().join("fixtures/trees/basic"), &root);
     root
 }
 
@@ -45,13 +39,21 @@ fn flip_in_section(path: &Path, section: &str) {
 /// Builds `root` into a fresh output with `extra` options; returns the
 /// output and its manifest.
 fn build_manifest(root: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
-    let run = kmodidx_build(root, out, extra, &[]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    build_ok(root, out, extra, &[]);
     serde_json::from_slice(&fs::read(out.join("kmodidx.manifest.json")).unwrap()).unwrap()
+}
+
+/// The manifests of `root` built with the default digest and with
+/// `--input-digest whole`, into outputs named after `tag` in `dir`.
+fn both_manifests(root: &Path, dir: &Path, tag: &str) -> (serde_json::Value, serde_json::Value) {
+    (
+        build_manifest(root, &dir.join(format!("parsed-{tag}")), &[]),
+        build_manifest(
+            root,
+            &dir.join(format!("whole-{tag}")),
+            &["--input-digest", "whole"],
+        ),
+    )
 }
 
 fn input_sha(m: &serde_json::Value) -> String {
@@ -62,8 +64,7 @@ fn input_sha(m: &serde_json::Value) -> String {
 fn default_digest_is_parsed_and_whole_is_opt_in() {
     let tmp = tempfile::tempdir().unwrap();
     let root = basic_copy(tmp.path());
-    let parsed = build_manifest(&root, &tmp.path().join("a"), &[]);
-    let whole = build_manifest(&root, &tmp.path().join("b"), &["--input-digest", "whole"]);
+    let (parsed, whole) = both_manifests(&root, tmp.path(), "a");
     assert_eq!(parsed["schema"], 2);
     assert_eq!(parsed["input"]["scope"], "parsed");
     assert_eq!(whole["input"]["scope"], "whole");
@@ -131,13 +132,11 @@ fn whole_digest_is_sha256sum_of_every_file_used() {
 fn parsed_digest_ignores_code_and_sees_what_depmod_reads() {
     let tmp = tempfile::tempdir().unwrap();
     let root = basic_copy(tmp.path());
-    let before_parsed = build_manifest(&root, &tmp.path().join("p0"), &[]);
-    let before_whole = build_manifest(&root, &tmp.path().join("w0"), &["--input-digest", "whole"]);
+    let (before_parsed, before_whole) = both_manifests(&root, tmp.path(), "before");
 
     // Machine code: depmod never reads it.
     flip_in_section(&root.join(MODULE), ".text");
-    let code_parsed = build_manifest(&root, &tmp.path().join("p1"), &[]);
-    let code_whole = build_manifest(&root, &tmp.path().join("w1"), &["--input-digest", "whole"]);
+    let (code_parsed, code_whole) = both_manifests(&root, tmp.path(), "code");
     assert_eq!(input_sha(&code_parsed), input_sha(&before_parsed));
     assert_ne!(input_sha(&code_whole), input_sha(&before_whole));
     assert_eq!(code_parsed["files"], before_parsed["files"]);
@@ -183,7 +182,7 @@ fn verify_from_rebuilds_with_the_recorded_scope() {
     let root = basic_copy(tmp.path());
     let parsed = tmp.path().join("parsed.tar");
     let whole = tmp.path().join("whole");
-    build_manifest_any(&root, &parsed, &[]);
+    build_ok(&root, &parsed, &[], &[]);
     build_manifest(&root, &whole, &["--input-digest", "whole"]);
     assert_eq!(verify_from(&root, &parsed).0, 0);
     assert_eq!(verify_from(&root, &whole).0, 0);
@@ -204,15 +203,6 @@ fn verify_from_rebuilds_with_the_recorded_scope() {
     let (code, text) = verify_from(&root, &parsed);
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("input digest"), "{text}");
-}
-
-fn build_manifest_any(root: &Path, out: &Path, extra: &[&str]) {
-    let run = kmodidx_build(root, out, extra, &[]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
 }
 
 #[test]
