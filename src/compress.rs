@@ -38,6 +38,23 @@ impl Compression {
         }
     }
 
+    /// Compressions kmodidx does not read that the kernel's initramfs
+    /// unpacker also accepts, named by their magic, so that an error can say
+    /// which one it met.
+    pub fn unsupported(bytes: &[u8]) -> Option<&'static str> {
+        const KNOWN: [(&[u8], &str); 5] = [
+            (b"BZh", "bzip2"),
+            (&[0x5d, 0, 0], "lzma"),
+            (&[0x02, 0x21, 0x4c, 0x18], "lz4"),
+            (&[0x04, 0x22, 0x4d, 0x18], "lz4"),
+            (&[0x89, b'L', b'Z', b'O'], "lzo"),
+        ];
+        KNOWN
+            .iter()
+            .find(|(magic, _)| bytes.starts_with(magic))
+            .map(|&(_, name)| name)
+    }
+
     /// A short name: `plain`, `gzip`, `xz` or `zstd`.
     pub fn name(self) -> &'static str {
         match self {
@@ -51,13 +68,36 @@ impl Compression {
     /// A streaming decoder of `source`. zstd frames may use windows up to
     /// 2 GiB (`--long=31`), as `zstd -d` accepts with that option.
     pub fn decoder<'r>(self, source: impl Read + 'r) -> io::Result<Box<dyn Read + 'r>> {
+        self.decoder_within(source, u64::MAX)
+    }
+
+    /// As [`Compression::decoder`], refusing data whose decoding needs a
+    /// window (zstd's window, xz's dictionary) of more than about `memory`
+    /// bytes, which the decoder would otherwise fill as data goes by: what
+    /// hostile data can make it hold is then bounded. zstd's default levels
+    /// use at most 8 MiB, `xz -9` 64 MiB, gzip always 32 KiB.
+    pub fn decoder_within<'r>(
+        self,
+        source: impl Read + 'r,
+        memory: u64,
+    ) -> io::Result<Box<dyn Read + 'r>> {
         Ok(match self {
             Compression::None => Box::new(source),
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(source)),
-            Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(source)),
+            Compression::Xz => {
+                // The limit counts the decoder's own state too.
+                let limit = memory.saturating_add(1 << 20);
+                let stream = liblzma::stream::Stream::new_stream_decoder(
+                    limit,
+                    liblzma::stream::CONCATENATED,
+                )
+                .map_err(io::Error::other)?;
+                Box::new(liblzma::read::XzDecoder::new_stream(source, stream))
+            }
             Compression::Zstd => {
                 let mut dec = zstd::stream::read::Decoder::with_buffer(io::BufReader::new(source))?;
-                dec.window_log_max(31)?;
+                let log = 63 - memory.max(1).leading_zeros();
+                dec.window_log_max(log.clamp(10, 31))?;
                 Box::new(dec)
             }
         })

@@ -148,6 +148,18 @@ pub enum Kind {
     UnsupportedFileType {
         /// The entry.
         path: String,
+        /// Whether its name is a module's: then it is a module that cannot
+        /// be read (an unreadable module for `--strict` and reports).
+        module: bool,
+    },
+    /// A symlink to a directory the walk has already searched, not followed
+    /// (this ends symlink loops). kmodidx's own message: kmod follows such
+    /// links until it runs out of file descriptors.
+    LinkNotFollowed {
+        /// The link, as kmod would spell its path.
+        path: String,
+        /// The path the directory was searched by.
+        first: String,
     },
     /// A `modules.order` line without its newline (kmod then ignores the
     /// file's order).
@@ -445,6 +457,7 @@ impl Diagnostic {
             | K::DevnameWithoutNumbers { module, .. } => Some(module),
             K::NonAscii { module, .. } | K::UnmatchedBracket { module, .. } => module.as_deref(),
             K::ModuleOperand { path, .. } | K::NotAbsolute { path } => Some(path),
+            K::UnsupportedFileType { path, module: true } => Some(path),
             K::ModuleNameTaken { new_path, .. } => Some(new_path),
             _ => None,
         }
@@ -455,7 +468,9 @@ impl Diagnostic {
         match self.kind {
             Kind::UnknownSymbol { .. } => Category::UnknownSymbol,
             Kind::CrcMismatch { .. } => Category::CrcMismatch,
-            Kind::UnreadableModule { .. } => Category::UnreadableModule,
+            Kind::UnreadableModule { .. } | Kind::UnsupportedFileType { module: true, .. } => {
+                Category::UnreadableModule
+            }
             Kind::Cycle { .. } => Category::Cycle,
             _ => Category::Message,
         }
@@ -519,7 +534,11 @@ impl fmt::Display for Kind {
                 write!(f, "could not open directory {path}: {reason}")
             }
             K::PathTooLong { path } => write!(f, "path is too long {path}"),
-            K::UnsupportedFileType { path } => write!(f, "unsupported file type {path}"),
+            K::UnsupportedFileType { path, .. } => write!(f, "unsupported file type {path}"),
+            K::LinkNotFollowed { path, first } => write!(
+                f,
+                "not following {path}: it leads to {first}, already searched"
+            ),
             K::OrderLineUnterminated { path, line } => {
                 write!(f, "{path}:{line} corrupted line misses '\\n'")
             }

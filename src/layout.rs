@@ -43,6 +43,11 @@ pub const CONFIG_DIRS: [&str; 5] = [
     "lib/depmod.d",
 ];
 
+/// Firmware directories, relative to a tree's root, where the kernel's
+/// loader looks: `lib/firmware`, and `usr/lib/firmware` on merged-/usr
+/// systems (where `lib` leads to `usr/lib`).
+pub const FIRMWARE_DIRS: [&str; 2] = ["lib/firmware", "usr/lib/firmware"];
+
 /// Longest path kmod handles (`PATH_MAX`, counting the final NUL).
 pub const PATH_MAX: usize = 4096;
 

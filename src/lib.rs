@@ -45,13 +45,18 @@
 //! archives); [`module`] (module metadata); [`index`] (the text files and
 //! binary tries); [`depmod`] (kmod's logic: configuration, discovery,
 //! ordering, resolution, driving the index); [`output`] (directories,
-//! archives, manifest, report, verification); and [`build`] (the whole
-//! hermetic pipeline), which the command line and future front ends use.
+//! archives, manifest, report, verification); [`build`] (the whole
+//! hermetic pipeline), which the command line and future front ends use;
+//! [`query`] (offline answers on an image: modprobe's lookups and
+//! dependency walk replayed on its index, `why`, `diff`), above `build`,
+//! which it uses to index an image that has no index; and [`check`] (the
+//! consistency check of a tree against a fresh build), also above `build`.
 //! The library never prints; `src/cli` formats everything the user sees.
 
 #![warn(missing_docs)]
 
 pub mod build;
+pub mod check;
 pub mod compress;
 pub mod depmod;
 pub mod diag;
@@ -59,5 +64,6 @@ pub mod index;
 pub mod layout;
 pub mod module;
 pub mod output;
+pub mod query;
 pub mod source;
 pub mod util;

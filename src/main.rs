@@ -26,11 +26,27 @@ enum Command {
     /// Exit status: 0 on success, 1 when problems were found in the modules
     /// (--strict findings, a dependency cycle), 2 when the run could not
     /// complete.
-    Build(cli::build::BuildArgs),
+    // Boxed: the build options outweigh the other commands' by far.
+    Build(Box<cli::build::BuildArgs>),
     /// Check an output directory or archive against its manifest, or
     /// (with --from) against a fresh build. Exit status: 0 when all
     /// matches, 1 when something differs, 2 on errors.
     Verify(cli::verify::VerifyArgs),
+    /// Offline queries on a tree, archive or build output: what modprobe
+    /// would load (deps), resolve (resolve), why a module needs another
+    /// (why), and a binary index as text (dump).
+    #[command(subcommand)]
+    Query(cli::query::QueryCommand),
+    /// Compare two trees, archives or build outputs: modules, dependencies,
+    /// aliases, exported symbols and CRCs. Exit status: 0 when equal, 1
+    /// when different, 2 on errors.
+    Diff(cli::query::DiffArgs),
+    /// Check a tree or archive (such as an initramfs) for consistency:
+    /// modules and dependencies that modules.dep names, needed symbols
+    /// (with --symvers/--system-map), firmware= files, and index files
+    /// equal to a fresh build. Exit status: 0 when consistent, 1 when
+    /// problems were found, 2 when the check could not run.
+    Check(cli::check::CheckArgs),
     /// Drop-in replacement for kmod's depmod, with its options and
     /// behaviour (see `kmodidx depmod -h`). Also used when kmodidx is
     /// invoked as `depmod`, for example through a symlink.
@@ -86,6 +102,9 @@ fn main() -> ExitCode {
     match &cli.command {
         Command::Build(args) => ExitCode::from(cli::build::run(args)),
         Command::Verify(args) => ExitCode::from(cli::verify::run(args)),
+        Command::Query(command) => ExitCode::from(cli::query::run(command)),
+        Command::Diff(args) => ExitCode::from(cli::query::run_diff(args)),
+        Command::Check(args) => ExitCode::from(cli::check::run(args)),
         Command::Depmod { args } => depmod_status(cli::depmod::run("depmod", args)),
     }
 }

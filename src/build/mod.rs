@@ -18,35 +18,41 @@ use crate::depmod::config::{self, ConfigLocation};
 use crate::depmod::discover::{walk_modules, ModuleDir, Walked};
 use crate::depmod::kernel_symbols::{self, SymbolFileKind};
 use crate::depmod::{self, Compat, DepmodError, KernelSymbol, Request, SymbolOptions};
-use crate::diag::Diagnostic;
+use crate::diag::{Category, Diagnostic};
 use crate::index::files::IndexFile;
 use crate::layout::CONFIG_DIRS;
 use crate::module::{MetaParser, ModuleMeta, ModuleReader};
-use crate::output::manifest::{
-    self, DigestScope, Manifest, ManifestFile, ManifestOptions, MANIFEST_NAME,
-};
+use crate::output::manifest::{self, Manifest, ManifestFile, ManifestOptions, MANIFEST_NAME};
 use crate::output::write::{self, FileSource, OutputError, OutputFormat, Plan, PlannedFile};
+use crate::source::dir::read_host_file;
 use crate::source::record::Recording;
 use crate::source::{
     join, open_input, ArchiveOptions, DirTree, EntryKind, Input, InputError, Tree,
 };
 
+/// What the manifest's input digest covers ([`Options::input_digest`]).
+pub use crate::output::manifest::DigestScope;
 pub use locate::{locate, LocateError, Located};
 
 /// Size limits, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Largest module accepted, stored or decompressed.
+    /// Largest file read (`--max-file-size`): a module, stored and
+    /// decompressed, and every other input file. It also bounds what an
+    /// archive keeps in memory (see the README's memory bound).
     pub max_module_size: u64,
     /// Largest decompressed archive read.
     pub max_input_size: u64,
 }
 
 impl Default for Limits {
-    /// 1 GiB per module, 16 GiB per archive.
+    /// 128 MiB per file, 16 GiB per archive. A distribution kernel's
+    /// largest modules are a few tens of MiB (Debian's cloud kernels: under
+    /// 5 MiB); only unstripped debug builds come near 128 MiB, and they can
+    /// raise the limit. The worst case memory grows with it (the README).
     fn default() -> Self {
         Limits {
-            max_module_size: 1 << 30,
+            max_module_size: 128 << 20,
             max_input_size: 16 << 30,
         }
     }
@@ -99,6 +105,10 @@ pub struct Options {
     /// anonymous file there); `None` keeps none, which suffices when the
     /// output is not written (as for `verify`).
     pub spill_dir: Option<PathBuf>,
+    /// Directory input only: host directories (such as `/nix/store`) that
+    /// absolute symlinks may lead into; every other link resolves inside
+    /// the input.
+    pub follow_links_under: Vec<PathBuf>,
 }
 
 impl Default for Options {
@@ -117,6 +127,7 @@ impl Default for Options {
             strict: false,
             input_digest: DigestScope::Parsed,
             spill_dir: None,
+            follow_links_under: Vec::new(),
         }
     }
 }
@@ -154,6 +165,12 @@ impl Options {
             input_config: m.options.input_config,
             symbol_prefix,
             input_digest: m.input.scope,
+            follow_links_under: m
+                .options
+                .follow_links_under
+                .iter()
+                .map(PathBuf::from)
+                .collect(),
             ..Options::default()
         })
     }
@@ -249,16 +266,58 @@ pub enum Failure {
         /// How many diagnostics count against `strict`.
         count: usize,
     },
+    /// The depmod.d configuration could not be loaded.
+    #[error("{0}; nothing was written")]
+    Config(#[from] config::ConfigError),
+    /// `--follow-links-under` with an archive, which never reads the
+    /// machine's files.
+    #[error("{}: --follow-links-under applies to directory input only; an archive never reads this machine's files", .0.display())]
+    FollowLinksInArchive(PathBuf),
+    /// Module files exist, but none could be read: an index of nothing is
+    /// never written silently.
+    #[error("{}", none_readable_text(*.count, .first, .link_target.as_deref(), .prefix.as_deref()))]
+    NoneReadable {
+        /// How many module files could not be read.
+        count: usize,
+        /// The first few, as kmod names them.
+        first: Vec<String>,
+        /// Where the first one links to, if it is an absolute symlink.
+        link_target: Option<String>,
+        /// For a directory input whose modules are absolute links: the
+        /// directory they all lie under, for `--follow-links-under`.
+        prefix: Option<String>,
+    },
 }
 
-/// Runs the build: everything up to the bytes to write, in memory.
-pub fn build(from: &Path, opts: &Options) -> Result<Built, BuildError> {
-    let mut diagnostics = Vec::new();
-    let fail = |failure: Failure, version: Option<&str>, diagnostics: Vec<Diagnostic>| BuildError {
-        failure: Box::new(failure),
-        kernel_version: version.map(str::to_string),
-        diagnostics,
+fn none_readable_text(
+    count: usize,
+    first: &[String],
+    link_target: Option<&str>,
+    prefix: Option<&str>,
+) -> String {
+    let more = match count.saturating_sub(first.len()) {
+        0 => String::new(),
+        n => format!(" and {n} more"),
     };
+    let hint = match (link_target, prefix) {
+        (Some(target), Some(prefix)) => format!(
+            "; they are symlinks to absolute paths such as {target}, which resolve inside the input: to read them on this machine, pass --follow-links-under {prefix}"
+        ),
+        (Some(target), None) => format!(
+            "; they are symlinks to absolute paths such as {target} outside the archive"
+        ),
+        _ => "; see the messages above".to_string(),
+    };
+    format!(
+        "none of the {count} module files found could be read ({}{more}); nothing was written{hint}",
+        first.join(", ")
+    )
+}
+
+/// Opens `from` as [`build`] reads it: an archive keeps what `opts` needs
+/// (a symbol file inside the input, the module bytes of a staged output),
+/// and its modules are parsed as it streams past.
+pub fn open(from: &Path, opts: &Options) -> Result<Input<ModuleMeta>, BuildError> {
     // Symbol files that are not on the host are looked up in the input,
     // so an archive must keep them while it streams.
     let symbols_in_input = opts.symbols.as_ref().filter(|s| !s.path.exists());
@@ -273,15 +332,48 @@ pub fn build(from: &Path, opts: &Options) -> Result<Built, BuildError> {
             .map(|s| input_path(&s.path))
             .into_iter()
             .collect(),
-        ..ArchiveOptions::default()
+        follow_links_under: opts.follow_links_under.clone(),
     };
     let parser = MetaParser {
         max_module_size: opts.limits.max_module_size,
         parsed_digest: opts.input_digest == DigestScope::Parsed,
     };
-    let input =
-        open_input(from, &archive_opts, &parser).map_err(|e| fail(e.into(), None, Vec::new()))?;
+    let input = open_input(from, &archive_opts, &parser).map_err(|e| BuildError {
+        failure: Box::new(e.into()),
+        kernel_version: None,
+        diagnostics: Vec::new(),
+    })?;
+    if !input.is_dir() && !opts.follow_links_under.is_empty() {
+        return Err(BuildError {
+            failure: Box::new(Failure::FollowLinksInArchive(from.to_path_buf())),
+            kernel_version: None,
+            diagnostics: Vec::new(),
+        });
+    }
+    Ok(input)
+}
+
+/// Runs the build: everything up to the bytes to write, in memory.
+pub fn build(from: &Path, opts: &Options) -> Result<Built, BuildError> {
+    let input = open(from, opts)?;
+    build_opened(from, input, opts)
+}
+
+/// [`build`] over an input already opened with [`open`] and the same
+/// options (so that a caller can look at the input first).
+pub fn build_opened(
+    from: &Path,
+    input: Input<ModuleMeta>,
+    opts: &Options,
+) -> Result<Built, BuildError> {
+    let mut diagnostics = Vec::new();
+    let fail = |failure: Failure, version: Option<&str>, diagnostics: Vec<Diagnostic>| BuildError {
+        failure: Box::new(failure),
+        kernel_version: version.map(str::to_string),
+        diagnostics,
+    };
     let tree = input.tree();
+    let limit = opts.limits.max_module_size;
     let Located {
         module_dir,
         kernel_version: version,
@@ -296,7 +388,7 @@ pub fn build(from: &Path, opts: &Options) -> Result<Built, BuildError> {
     let tree_path = join(&[module_dir.as_bytes(), version.as_bytes()]);
     let recording = Recording::new(tree);
     // Only --config files are read from the host, never modules.
-    let host = DirTree::new("/");
+    let host = DirTree::new("/").max_file_size(limit);
     let host_config: Vec<Vec<u8>> = opts.config_dirs.iter().map(|d| host_path(d)).collect();
     let mut locations: Vec<ConfigLocation<'_>> = host_config
         .iter()
@@ -314,12 +406,15 @@ pub fn build(from: &Path, opts: &Options) -> Result<Built, BuildError> {
             display: format!("/{dir}"),
         }));
     }
-    let config = config::load(&locations, version.as_bytes(), &mut diagnostics);
+    let config = match config::load(&locations, version.as_bytes(), &mut diagnostics) {
+        Ok(config) => config,
+        Err(e) => return Err(fail(e.into(), Some(&version), diagnostics)),
+    };
 
     let prefix = opts.symbol_prefix.unwrap_or(0);
     let kernel_symbols = match &opts.symbols {
         None => None,
-        Some(file) => match load_symbols(file, &recording, prefix, &mut diagnostics) {
+        Some(file) => match load_symbols(file, &recording, prefix, limit, &mut diagnostics) {
             Ok(symbols) => Some(symbols),
             Err(failure) => return Err(fail(failure, Some(&version), diagnostics)),
         },
@@ -358,6 +453,11 @@ pub fn build(from: &Path, opts: &Options) -> Result<Built, BuildError> {
         }
     };
     diagnostics.extend(outcome.diagnostics.iter().cloned());
+    if outcome.readable_modules == 0 {
+        if let Some(failure) = none_readable(tree, input.is_dir(), &diagnostics) {
+            return Err(fail(failure, Some(&version), diagnostics));
+        }
+    }
     let count = diagnostics.iter().filter(|d| d.is_strict_finding()).count();
     if opts.strict && count > 0 {
         return Err(fail(Failure::Strict { count }, Some(&version), diagnostics));
@@ -397,6 +497,11 @@ pub fn build(from: &Path, opts: &Options) -> Result<Built, BuildError> {
                 .map(|d| d.display().to_string())
                 .collect(),
             symbol_prefix: opts.symbol_prefix.map(|b| char::from(b).to_string()),
+            follow_links_under: opts
+                .follow_links_under
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect(),
         },
         input: manifest::input_digest(opts.input_digest, &digests),
         files: plan
@@ -483,10 +588,11 @@ fn load_symbols(
     file: &SymbolFile,
     input: &dyn Tree,
     prefix: u8,
+    limit: u64,
     diags: &mut Vec<Diagnostic>,
 ) -> Result<Vec<KernelSymbol>, Failure> {
     let bytes = if file.path.exists() {
-        std::fs::read(&file.path).map_err(|e| Failure::SymbolFile {
+        read_host_file(&file.path, limit).map_err(|e| Failure::SymbolFile {
             path: file.path.clone(),
             reason: crate::util::io_reason(&e),
         })?
@@ -506,6 +612,60 @@ fn load_symbols(
     Ok(kernel_symbols::parse(
         file.kind, &bytes, &shown, prefix, diags,
     ))
+}
+
+/// When module files exist but none could be read: the failure naming the
+/// first few and, for absolute links in a directory input, the
+/// `--follow-links-under` directory that would let them be read.
+fn none_readable(tree: &dyn Tree, is_dir: bool, diagnostics: &[Diagnostic]) -> Option<Failure> {
+    let unreadable: Vec<&str> = diagnostics
+        .iter()
+        .filter(|d| d.category() == Category::UnreadableModule)
+        .filter_map(Diagnostic::module)
+        .collect();
+    if unreadable.is_empty() {
+        return None;
+    }
+    // Absolute link targets: in a symlink forest (Nix's buildEnv, say)
+    // every module points into a store outside the input.
+    let targets: Vec<Vec<u8>> = unreadable
+        .iter()
+        .take(1000)
+        .filter_map(|m| tree.link_target(m.trim_start_matches('/').as_bytes()))
+        .filter(|t| t.first() == Some(&b'/'))
+        .collect();
+    let prefix = targets.first().filter(|_| is_dir).map(|first| {
+        // The directory they all lie in (the store itself for Nix).
+        let parts = |t: &[u8]| -> Vec<Vec<u8>> {
+            let mut p: Vec<Vec<u8>> = t
+                .split(|&b| b == b'/')
+                .filter(|c| !c.is_empty())
+                .map(<[u8]>::to_vec)
+                .collect();
+            p.pop();
+            p
+        };
+        let mut common = parts(first);
+        for other in &targets[1..] {
+            let other = parts(other);
+            let same = common
+                .iter()
+                .zip(&other)
+                .take_while(|(a, b)| a == b)
+                .count();
+            common.truncate(same);
+        }
+        if common.starts_with(&[b"nix".to_vec(), b"store".to_vec()]) {
+            common.truncate(2);
+        }
+        format!("/{}", crate::diag::lossy(&common.join(&b'/')))
+    });
+    Some(Failure::NoneReadable {
+        count: unreadable.len(),
+        first: unreadable.iter().take(3).map(|m| m.to_string()).collect(),
+        link_target: targets.first().map(|t| crate::diag::lossy(t)),
+        prefix,
+    })
 }
 
 /// The module directory's own files and every module file under it, walked

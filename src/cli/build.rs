@@ -68,6 +68,13 @@ pub struct BuildArgs {
     )]
     pub input_digest: DigestScope,
 
+    /// Also write the kernel version that was indexed, and a newline, to
+    /// this file, for build systems that learn it only from the input (the
+    /// Bazel rule's kernel_version_file). Written only when the build
+    /// succeeds.
+    #[arg(long, value_name = "PATH")]
+    pub kernel_version_file: Option<PathBuf>,
+
     /// Print errors only, no warnings.
     #[arg(long, short, conflicts_with = "verbose")]
     pub quiet: bool,
@@ -122,13 +129,21 @@ pub struct BuildOptions {
     /// depmod -P).
     #[arg(long, value_name = "CHAR", value_parser = parse_prefix)]
     pub symbol_prefix: Option<u8>,
+
+    /// Directory input only: let absolute symlinks whose target lies under
+    /// PREFIX (such as /nix/store) resolve on this machine; repeatable.
+    /// Every other link still resolves inside the input.
+    #[arg(long = "follow-links-under", value_name = "PREFIX")]
+    pub follow_links_under: Vec<PathBuf>,
 }
 
 /// Size limits, shared by `build` and `verify`.
 #[derive(Debug, Clone, Copy, Args)]
 pub struct LimitArgs {
-    /// Largest decompressed module to accept, in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    /// Largest file to read, in MiB: every module (as stored and
+    /// decompressed) and every other input file. A larger one stops the
+    /// build with an error naming it.
+    #[arg(long = "max-file-size", visible_alias = "max-module-size", value_name = "MIB", default_value_t = Limits::default().max_module_size >> 20)]
     pub max_module_size: u64,
 
     /// Largest decompressed archive to read, in MiB (a guard against
@@ -167,10 +182,9 @@ fn parse_format(s: &str) -> Result<OutputFormat, String> {
     OutputFormat::parse(s).ok_or_else(|| format!("expected one of {}", FORMAT_NAMES.join(", ")))
 }
 
-/// Symbol checks and how their findings are reported; these change what is
-/// reported, not what is indexed.
+/// The kernel's own symbols, to check modules against.
 #[derive(Debug, Clone, Default, Args)]
-pub struct CheckOptions {
+pub struct SymbolArgs {
     /// The kernel's Module.symvers: report unknown symbols and CRC
     /// mismatches (as depmod -e -E). A path that does not exist on the host
     /// is looked up inside the input.
@@ -181,6 +195,29 @@ pub struct CheckOptions {
     /// A path that does not exist on the host is looked up inside the input.
     #[arg(long, value_name = "FILE")]
     pub system_map: Option<PathBuf>,
+}
+
+impl SymbolArgs {
+    /// The symbol file given, if any.
+    pub fn symbol_file(&self) -> Option<SymbolFile> {
+        match (&self.symvers, &self.system_map) {
+            (Some(path), _) => Some((SymbolFileKind::Symvers, path)),
+            (None, Some(path)) => Some((SymbolFileKind::SystemMap, path)),
+            (None, None) => None,
+        }
+        .map(|(kind, path)| SymbolFile {
+            kind,
+            path: path.clone(),
+        })
+    }
+}
+
+/// Symbol checks and how their findings are reported; these change what is
+/// reported, not what is indexed.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CheckOptions {
+    #[command(flatten)]
+    pub symbols: SymbolArgs,
 
     /// Exit with status 1, writing no index, when a module needs an unknown
     /// symbol, disagrees about a symbol's CRC, or cannot be read.
@@ -262,11 +299,6 @@ pub fn run(args: &BuildArgs) -> u8 {
         Err(message) => return error(message),
     };
     let o = &args.options;
-    let symbols = match (&args.checks.symvers, &args.checks.system_map) {
-        (Some(path), _) => Some((SymbolFileKind::Symvers, path)),
-        (None, Some(path)) => Some((SymbolFileKind::SystemMap, path)),
-        (None, None) => None,
-    };
     let opts = Options {
         kernel_version: o.kernel_version.clone(),
         module_dir: o.module_dir.clone(),
@@ -277,16 +309,14 @@ pub fn run(args: &BuildArgs) -> u8 {
         config_dirs: o.config_dirs.clone(),
         input_config: !o.no_input_config,
         symbol_prefix: o.symbol_prefix,
-        symbols: symbols.map(|(kind, path)| SymbolFile {
-            kind,
-            path: path.clone(),
-        }),
+        symbols: args.checks.symbols.symbol_file(),
         strict: args.checks.strict,
         input_digest: if args.no_manifest {
             DigestScope::Off
         } else {
             args.input_digest
         },
+        follow_links_under: o.follow_links_under.clone(),
         spill_dir: Some(match &target {
             Target::Path(out, _) => match out.parent() {
                 Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -349,6 +379,12 @@ pub fn run(args: &BuildArgs) -> u8 {
     };
     if let Err(e) = written {
         return error(e);
+    }
+    if let Some(path) = &args.kernel_version_file {
+        let line = format!("{}\n", built.kernel_version);
+        if let Err(e) = write::write_bytes_atomically(path, line.as_bytes()) {
+            return error(e);
+        }
     }
     if verbosity == Verbosity::Verbose {
         eprint_line(&format!(

@@ -7,6 +7,7 @@ use std::fs;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
+use kmodidx::build::Limits;
 use kmodidx::depmod::config::{self, ConfigLocation};
 use kmodidx::depmod::discover::{walk_modules, Found, ModuleDir, Walked};
 use kmodidx::depmod::kernel_symbols::{self, SymbolFileKind};
@@ -15,6 +16,7 @@ use kmodidx::diag::{lossy, Diagnostic, Kind};
 use kmodidx::layout::{modname, CONFIG_DIRS, DEFAULT_MODULE_DIR, PATH_MAX};
 use kmodidx::module::ModuleReader;
 use kmodidx::output;
+use kmodidx::source::dir::read_host_file;
 use kmodidx::source::DirTree;
 use kmodidx::util::{io_reason, scan_unsigned};
 
@@ -106,8 +108,18 @@ const OPTIONS: &[OptSpec] = &[
     },
 ];
 
-/// Largest decompressed module read: kmod has no limit but memory.
-const DECOMPRESS_LIMIT: u64 = 4 << 30;
+/// The limit on every file read (modules as stored and decompressed,
+/// `modules.order`, configuration, `-E`/`-F` files): `KMODIDX_MAX_FILE_SIZE`
+/// MiB, else build's default. kmod has none; without one, a hostile module
+/// or `-F /dev/zero` could take all memory.
+fn file_limit() -> u64 {
+    std::env::var("KMODIDX_MAX_FILE_SIZE")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(Limits::default().max_module_size, |mib| {
+            mib.saturating_mul(1 << 20)
+        })
+}
 
 /// Settings gathered from the command line.
 struct Settings {
@@ -364,8 +376,9 @@ fn run_with(mut s: Settings, operands: Vec<OsString>, compat: Compat) -> i32 {
 
     // depmod writes no manifest, so modules need not be hashed: they are
     // read piecemeal, only their tables.
-    let host = DirTree::new("/");
-    let modules = ModuleReader::dir(&host, DECOMPRESS_LIMIT);
+    let limit = file_limit();
+    let host = DirTree::new("/").max_file_size(limit);
+    let modules = ModuleReader::dir(&host, limit);
     let in_host = |path: &[u8]| absolute(path).get(1..).map(<[u8]>::to_vec);
     let (config, explicit) = if s.all {
         let paths: Vec<Vec<u8>> = if s.config_paths.is_empty() {
@@ -384,7 +397,14 @@ fn run_with(mut s: Settings, operands: Vec<OsString>, compat: Compat) -> i32 {
                 display: lossy(p),
             })
             .collect();
-        (config::load(&locations, &version, &mut diags), None)
+        match config::load(&locations, &version, &mut diags) {
+            Ok(config) => (config, None),
+            Err(e) => {
+                let _ = print(&diags, verbose);
+                eprint_line(&format!("kmodidx: error: {e}"));
+                return 1;
+            }
+        }
     } else {
         match explicit_modules(&files, &dirname, &mut diags) {
             Ok(found) => (config::Config::default().with_defaults(), Some(found)),
@@ -441,7 +461,7 @@ fn run_with(mut s: Settings, operands: Vec<OsString>, compat: Compat) -> i32 {
                     vec![Diagnostic::critical(Kind::TooManyModules)]
                 }
                 depmod::DepmodError::Cycle { .. } => Vec::new(),
-                depmod::DepmodError::Index { .. } => {
+                depmod::DepmodError::Index { .. } | depmod::DepmodError::Refused { .. } => {
                     eprint_line(&format!("kmodidx: error: {e}"));
                     Vec::new()
                 }
@@ -482,12 +502,14 @@ fn load_kernel_symbols(
         return Ok(None);
     };
     let name = lossy(path);
-    let text = fs::read(std::ffi::OsStr::from_bytes(path)).map_err(|e| {
-        Diagnostic::critical(Kind::SymbolFileUnreadable {
-            path: name.clone(),
-            reason: io_reason(&e),
-        })
-    })?;
+    let text = read_host_file(Path::new(std::ffi::OsStr::from_bytes(path)), file_limit()).map_err(
+        |e| {
+            Diagnostic::critical(Kind::SymbolFileUnreadable {
+                path: name.clone(),
+                reason: io_reason(&e),
+            })
+        },
+    )?;
     Ok(Some(kernel_symbols::parse(
         *kind, &text, &name, s.prefix, diags,
     )))

@@ -3,8 +3,10 @@
 //! formatted here.
 
 pub mod build;
+pub mod check;
 pub mod depmod;
 pub mod getopt;
+pub mod query;
 pub mod verify;
 
 use std::io::{self, Write};

@@ -1,8 +1,10 @@
 //! depmod.d configuration: which copy of a module wins, and where to look.
 //!
-//! Lists are kept in the order kmod keeps them: every directive *prepends*,
-//! so the entry added last comes first. Priorities are computed from those
-//! positions exactly as kmod does, quirks included.
+//! kmod *prepends* every directive to its lists, so the entry added last
+//! comes first there. kmodidx keeps the lists in file order (appending is
+//! linear; prepending a long `search` line one word at a time is quadratic)
+//! and [`crate::depmod::discover`] reads them back to front, computing
+//! priorities exactly as kmod does, quirks included.
 
 use crate::diag::{lossy, Diagnostic, Kind};
 use crate::source::{EntryKind, Tree};
@@ -18,10 +20,13 @@ pub enum Search {
     External,
 }
 
-/// The parsed configuration.
+/// The parsed configuration. Every list is in file order: kmod's own
+/// (prepended) order is the reverse.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Config {
-    /// `search` entries, the last directive first.
+    /// `search` entries. A word already listed is not listed again: kmod
+    /// would list it again, but only its first occurrence in the files
+    /// (the last in kmod's list) can ever decide a priority.
     pub searches: Vec<Search>,
     /// `subdir/modname` of each matching `override` (no extension).
     pub overrides: Vec<Vec<u8>>,
@@ -29,7 +34,14 @@ pub struct Config {
     pub externals: Vec<Vec<u8>>,
     /// Directory (and file) names skipped anywhere in the tree.
     pub excludes: Vec<Vec<u8>>,
+    /// The `search` words listed so far.
+    listed: foldhash::HashSet<Vec<u8>>,
 }
+
+/// The most entries (`search` words, `override`, `external` and `exclude`
+/// entries) a configuration may hold. Real ones hold a handful; kmod has no
+/// limit, and a hostile file of millions of words would cost gigabytes.
+pub const MAX_ENTRIES: usize = 1 << 16;
 
 impl Config {
     /// kmod's default when no `search` directive was seen: `updates` first.
@@ -41,12 +53,20 @@ impl Config {
     }
 
     fn add_search(&mut self, word: &[u8]) {
+        if self.listed.contains(word) {
+            return;
+        }
+        self.listed.insert(word.to_vec());
         let search = match word {
             b"built-in" => Search::BuiltIn,
             b"external" => Search::External,
             path => Search::Path(path.to_vec()),
         };
-        self.searches.insert(0, search);
+        self.searches.push(search);
+    }
+
+    fn entries(&self) -> usize {
+        self.searches.len() + self.overrides.len() + self.externals.len() + self.excludes.len()
     }
 
     /// Parses one depmod.d file's text, appending kmod's messages (with
@@ -57,8 +77,13 @@ impl Config {
         text: &[u8],
         kernel_version: &[u8],
         diags: &mut Vec<Diagnostic>,
-    ) {
+    ) -> Result<(), ConfigError> {
         for (linenum, line) in logical_lines(text) {
+            if self.entries() > MAX_ENTRIES {
+                return Err(ConfigError::TooManyEntries {
+                    file: format!("{file}:{linenum}"),
+                });
+            }
             if line.is_empty() || line[0] == b'#' {
                 continue;
             }
@@ -68,7 +93,12 @@ impl Config {
             let Some(cmd) = words.next() else { continue };
             let ok = match cmd {
                 b"search" => {
-                    words.for_each(|w| self.add_search(w));
+                    for w in words {
+                        if self.entries() > MAX_ENTRIES {
+                            break;
+                        }
+                        self.add_search(w);
+                    }
                     true
                 }
                 b"override" => match (words.next(), words.next(), words.next()) {
@@ -77,7 +107,7 @@ impl Config {
                             let mut path = subdir.to_vec();
                             path.push(b'/');
                             path.extend_from_slice(modname);
-                            self.overrides.insert(0, path);
+                            self.overrides.push(path);
                         } else {
                             diags.push(Diagnostic::info(Kind::OverrideVersionMismatch {
                                 file: file.to_string(),
@@ -92,7 +122,7 @@ impl Config {
                 b"external" => match (words.next(), words.next()) {
                     (Some(version), Some(dir)) => {
                         if kernel_matches(version, kernel_version) {
-                            self.externals.insert(0, dir.to_vec());
+                            self.externals.push(dir.to_vec());
                         } else {
                             diags.push(Diagnostic::info(Kind::ExternalVersionMismatch {
                                 file: file.to_string(),
@@ -105,7 +135,12 @@ impl Config {
                     _ => false,
                 },
                 b"exclude" => {
-                    words.for_each(|w| self.excludes.insert(0, w.to_vec()));
+                    for w in words {
+                        if self.entries() > MAX_ENTRIES {
+                            break;
+                        }
+                        self.excludes.push(w.to_vec());
+                    }
                     true
                 }
                 b"include" | b"make_map_files" => {
@@ -126,6 +161,12 @@ impl Config {
                 }));
             }
         }
+        if self.entries() > MAX_ENTRIES {
+            return Err(ConfigError::TooManyEntries {
+                file: file.to_string(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -199,6 +240,26 @@ pub const DEFAULT_CONFIG_DIRS: [&str; 5] = [
     "/lib/depmod.d",
 ];
 
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A file the tree refused to read (a FIFO, a device, a file over the
+    /// size limit).
+    #[error("{file}: {reason}")]
+    Refused {
+        /// The file, as messages name it.
+        file: String,
+        /// Why.
+        reason: crate::util::Refused,
+    },
+    /// More than [`MAX_ENTRIES`] entries.
+    #[error("{file}: the configuration holds more than {MAX_ENTRIES} entries (search words, override, external and exclude entries); refusing it")]
+    TooManyEntries {
+        /// The file (and line) where the limit was passed.
+        file: String,
+    },
+}
+
 /// Loads configuration as kmod does: every `*.conf` file of every location,
 /// one file per name (the first location holding a name wins), parsed in
 /// byte order of the names; then kmod's default search list if none was set.
@@ -206,7 +267,7 @@ pub fn load(
     locations: &[ConfigLocation<'_>],
     kernel_version: &[u8],
     diags: &mut Vec<Diagnostic>,
-) -> Config {
+) -> Result<Config, ConfigError> {
     // (name, location index, path in tree, path for messages)
     let mut files: Vec<(Vec<u8>, usize, Vec<u8>, String)> = Vec::new();
     let mut add = |name: Vec<u8>, loc: usize, path: Vec<u8>, display: String| {
@@ -279,14 +340,22 @@ pub fn load(
     let mut config = Config::default();
     for (_, loc, path, display) in &files {
         match locations[*loc].tree.read(path) {
-            Ok(text) => config.parse_file(display, &text, kernel_version, diags),
-            Err(e) => diags.push(Diagnostic::error(Kind::ConfigUnreadable {
-                path: display.clone(),
-                reason: crate::util::io_reason(&e),
-            })),
+            Ok(text) => config.parse_file(display, &text, kernel_version, diags)?,
+            Err(e) => match crate::util::Refused::of(&e) {
+                Some(reason) => {
+                    return Err(ConfigError::Refused {
+                        file: display.clone(),
+                        reason: reason.clone(),
+                    })
+                }
+                None => diags.push(Diagnostic::error(Kind::ConfigUnreadable {
+                    path: display.clone(),
+                    reason: crate::util::io_reason(&e),
+                })),
+            },
         }
     }
-    config.with_defaults()
+    Ok(config.with_defaults())
 }
 
 #[cfg(test)]
@@ -294,7 +363,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn directives_prepend() {
+    fn directives_in_file_order() {
         let mut cfg = Config::default();
         let mut diags = Vec::new();
         cfg.parse_file(
@@ -302,22 +371,49 @@ mod tests {
             b"search updates built-in extra\nexclude a b\n# c\noverride m * sub\nbogus x\n",
             b"6.1.0",
             &mut diags,
-        );
+        )
+        .unwrap();
         assert_eq!(
             cfg.searches,
             vec![
-                Search::Path(b"extra".to_vec()),
+                Search::Path(b"updates".to_vec()),
                 Search::BuiltIn,
-                Search::Path(b"updates".to_vec())
+                Search::Path(b"extra".to_vec()),
             ]
         );
-        assert_eq!(cfg.excludes, vec![b"b".to_vec(), b"a".to_vec()]);
+        assert_eq!(cfg.excludes, vec![b"a".to_vec(), b"b".to_vec()]);
         assert_eq!(cfg.overrides, vec![b"sub/m".to_vec()]);
         assert_eq!(diags.len(), 1);
         assert_eq!(
             diags[0].to_string(),
             "t.conf:5: ignoring bad line starting with 'bogus'"
         );
+    }
+
+    #[test]
+    fn a_long_search_line_is_linear() {
+        // 4M words, all but 50k of them repeats: kmod's prepending takes
+        // minutes on this.
+        let mut line = b"search".to_vec();
+        for i in 0..4_000_000u32 {
+            line.extend_from_slice(format!(" d{}", i % 50_000).as_bytes());
+        }
+        let started = std::time::Instant::now();
+        let mut cfg = Config::default();
+        cfg.parse_file("big.conf", &line, b"6.1.0", &mut Vec::new())
+            .unwrap();
+        assert_eq!(cfg.searches.len(), 50_000);
+        assert_eq!(cfg.searches[0], Search::Path(b"d0".to_vec()));
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+        // Too many distinct entries is an error, found quickly.
+        let mut cfg = Config::default();
+        let many: Vec<u8> = (0..1_000_000u32)
+            .flat_map(|i| format!("exclude x{i}\n").into_bytes())
+            .collect();
+        assert!(matches!(
+            cfg.parse_file("many.conf", &many, b"6.1.0", &mut Vec::new()),
+            Err(ConfigError::TooManyEntries { .. })
+        ));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use foldhash::{HashMap, HashMapExt};
 use super::config::{Config, Search};
 use crate::diag::{lossy, Diagnostic, Kind};
 use crate::layout::{is_module_file, modname, PATH_MAX, SKIPPED_NAMES};
-use crate::source::{join, EntryKind, Tree};
+use crate::source::{join, DirId, EntryKind, Tree};
 
 /// Where the module directory is, in the tree and in kmod's eyes.
 #[derive(Debug, Clone)]
@@ -61,8 +61,19 @@ pub enum Walked<'p> {
     },
     /// An entry that is neither a file nor a directory.
     Special {
+        /// Its file name.
+        file_name: &'p [u8],
         /// Its path as kmod spells it.
         kmod_path: Vec<u8>,
+    },
+    /// A directory (reached through a symlink) that the walk has already
+    /// searched: it is not searched again, so that symlink loops end and
+    /// links to the same directory do not multiply its modules.
+    Revisit {
+        /// The link's path as kmod spells it.
+        kmod_path: Vec<u8>,
+        /// The path the directory was searched by.
+        first: Vec<u8>,
     },
 }
 
@@ -70,8 +81,10 @@ pub enum Walked<'p> {
 /// entries in byte order of their names, `build` and `source` (links to
 /// the kernel's build tree) and names `skip` accepts left out, directories
 /// (and symlinks to them) descended, files with a module extension
-/// reported. `kmod_dir` is the directory as kmod spells it. `visit` returns
-/// `false` to end the walk; so does this function then.
+/// reported. Each directory is searched once, however many links lead to
+/// it (the first path in that order searches it). `kmod_dir` is the
+/// directory as kmod spells it. `visit` returns `false` to end the walk; so
+/// does this function then.
 pub fn walk_modules(
     tree: &dyn Tree,
     tree_dir: &[u8],
@@ -79,6 +92,27 @@ pub fn walk_modules(
     skip: &dyn Fn(&[u8]) -> bool,
     visit: &mut dyn FnMut(Walked<'_>) -> bool,
 ) -> bool {
+    let mut seen = HashMap::new();
+    walk_from(tree, tree_dir, kmod_dir, skip, visit, &mut seen)
+}
+
+fn walk_from(
+    tree: &dyn Tree,
+    tree_dir: &[u8],
+    kmod_dir: &[u8],
+    skip: &dyn Fn(&[u8]) -> bool,
+    visit: &mut dyn FnMut(Walked<'_>) -> bool,
+    seen: &mut HashMap<DirId, Vec<u8>>,
+) -> bool {
+    if let Some(id) = tree.dir_id(tree_dir) {
+        if let Some(first) = seen.get(&id) {
+            return visit(Walked::Revisit {
+                kmod_path: kmod_dir.to_vec(),
+                first: first.clone(),
+            });
+        }
+        seen.insert(id, kmod_dir.to_vec());
+    }
     let entries = match tree.read_dir(tree_dir) {
         Ok(entries) => entries,
         Err(error) => return visit(Walked::Unreadable { tree_dir, error }),
@@ -94,14 +128,17 @@ pub fn walk_modules(
             visit(Walked::TooLong { kmod_path })
         } else {
             match entry.kind {
-                EntryKind::Dir => walk_modules(tree, &tree_path, &kmod_path, skip, visit),
+                EntryKind::Dir => walk_from(tree, &tree_path, &kmod_path, skip, visit, seen),
                 EntryKind::File if is_module_file(name) => visit(Walked::Module {
                     file_name: name,
                     tree_path,
                     kmod_path,
                 }),
                 EntryKind::File => true,
-                EntryKind::Other => visit(Walked::Special { kmod_path }),
+                EntryKind::Other => visit(Walked::Special {
+                    file_name: name,
+                    kmod_path,
+                }),
             }
         };
         if !go_on {
@@ -113,7 +150,7 @@ pub fn walk_modules(
 
 struct Walker<'a> {
     tree: &'a dyn Tree,
-    cfg: &'a Config,
+    ranks: Ranks,
     dir: &'a ModuleDir,
     found: Vec<Option<Found>>,
     by_name: HashMap<Vec<u8>, usize>,
@@ -133,7 +170,7 @@ pub fn discover(
 ) -> Result<Vec<Found>, Diagnostic> {
     let mut walker = Walker {
         tree,
-        cfg,
+        ranks: Ranks::new(cfg),
         dir,
         found: Vec::new(),
         by_name: HashMap::new(),
@@ -146,7 +183,8 @@ pub fn discover(
         }));
     }
     walker.walk(&dir.tree_path, &dir.kmod_path);
-    for ext in &cfg.externals {
+    // kmod's list of external directories is the file order reversed.
+    for ext in cfg.externals.iter().rev() {
         match external_tree_path(ext) {
             Some(tree_path) if tree.kind(&tree_path) == Some(EntryKind::Dir) => {
                 walker.walk(&tree_path, ext);
@@ -160,35 +198,48 @@ pub fn discover(
 
 impl Walker<'_> {
     fn walk(&mut self, tree_dir: &[u8], kmod_dir: &[u8]) {
-        let (tree, cfg) = (self.tree, self.cfg);
-        let excluded = |name: &[u8]| cfg.excludes.iter().any(|e| e == name);
+        let tree = self.tree;
+        let excludes = &self.ranks.excludes;
+        let excluded = |name: &[u8]| excludes.contains(name);
+        let diags = &mut *self.diags;
+        let mut modules = Vec::new();
         walk_modules(tree, tree_dir, kmod_dir, &excluded, &mut |walked| {
             match walked {
                 Walked::Module {
                     file_name,
                     tree_path,
                     kmod_path,
-                } => self.add(file_name, tree_path, kmod_path),
+                } => modules.push((file_name.to_vec(), tree_path, kmod_path)),
                 Walked::Unreadable { tree_dir, error } => {
-                    self.diags.push(Diagnostic::error(Kind::DirUnreadable {
+                    diags.push(Diagnostic::error(Kind::DirUnreadable {
                         path: tree.display(tree_dir),
                         reason: crate::util::io_reason(&error),
                     }))
                 }
-                Walked::TooLong { kmod_path } => {
-                    self.diags.push(Diagnostic::error(Kind::PathTooLong {
+                Walked::TooLong { kmod_path } => diags.push(Diagnostic::error(Kind::PathTooLong {
+                    path: lossy(&kmod_path),
+                })),
+                Walked::Special {
+                    file_name,
+                    kmod_path,
+                } => diags.push(Diagnostic::error(Kind::UnsupportedFileType {
+                    path: lossy(&kmod_path),
+                    // A module name on a dangling link or a special file: a
+                    // module that cannot be read.
+                    module: is_module_file(file_name),
+                })),
+                Walked::Revisit { kmod_path, first } => {
+                    diags.push(Diagnostic::warning(Kind::LinkNotFollowed {
                         path: lossy(&kmod_path),
+                        first: lossy(&first),
                     }))
-                }
-                Walked::Special { kmod_path } => {
-                    self.diags
-                        .push(Diagnostic::error(Kind::UnsupportedFileType {
-                            path: lossy(&kmod_path),
-                        }))
                 }
             }
             true
         });
+        for (file_name, tree_path, kmod_path) in modules {
+            self.add(&file_name, tree_path, kmod_path);
+        }
     }
 
     fn add(&mut self, file_name: &[u8], tree_path: Vec<u8>, kmod_path: Vec<u8>) {
@@ -205,7 +256,7 @@ impl Walker<'_> {
         };
         if let Some(&slot) = self.by_name.get(&name) {
             let existing = self.found[slot].as_ref().expect("indexed slots are filled");
-            if existing_wins(self.cfg, dirname, existing, &candidate) {
+            if self.ranks.existing_wins(dirname, existing, &candidate) {
                 return;
             }
             self.found[slot] = None;
@@ -226,71 +277,125 @@ fn stem_path(m: &Found) -> &[u8] {
     &m.kmod_path[..file_start + m.name.len()]
 }
 
-/// Whether the module already found beats `new`, following kmod's rules:
-/// `override` first, then the position in the `search` list (later entries in
-/// kmod's prepended list rank higher). Ties keep the existing module.
-fn existing_wins(cfg: &Config, dirname: &[u8], existing: &Found, new: &Found) -> bool {
-    let new_path = stem_path(new);
-    let old_path = stem_path(existing);
-    let relative = |p: &'_ [u8]| -> Option<Vec<u8>> {
-        // kmod only compares the prefix bytes here, without a '/' boundary.
-        (p.starts_with(dirname) && p.len() > dirname.len()).then(|| p[dirname.len() + 1..].to_vec())
-    };
-    let rel_new = relative(new_path);
-    let rel_old = relative(old_path);
+/// The configuration as lookups, so that comparing two copies of a module
+/// costs the depth of their paths, not the length of the `search` list.
+struct Ranks {
+    /// Position in kmod's (prepended) search list of each `search`
+    /// directory.
+    dirs: HashMap<Vec<u8>, i64>,
+    /// Position of `built-in`, or -1.
+    builtin: i64,
+    /// Position of each external directory, counted through the `external`
+    /// search entry as kmod counts it.
+    externals: HashMap<Vec<u8>, i64>,
+    /// Each `override`, with the position of its last occurrence in the
+    /// files (the first in kmod's list).
+    overrides: HashMap<Vec<u8>, usize>,
+    /// `exclude` names.
+    excludes: foldhash::HashSet<Vec<u8>>,
+}
 
-    for ov in &cfg.overrides {
-        if rel_new.as_deref() == Some(ov.as_slice()) {
-            return false;
-        }
-        if rel_old.as_deref() == Some(ov.as_slice()) {
-            return true;
-        }
-    }
-
-    let under = |rel: &Option<Vec<u8>>, dir: &[u8]| {
-        rel.as_ref()
-            .is_some_and(|r| r.len() > dir.len() && r[dir.len()] == b'/' && r.starts_with(dir))
-    };
-    let abs_under = |path: &[u8], dir: &[u8]| {
-        path.len() > dir.len() && path[dir.len()] == b'/' && path.starts_with(dir)
-    };
-
-    let (mut builtin, mut old_prio, mut new_prio) = (-1i64, -1i64, -1i64);
-    let mut i = 0i64;
-    for search in &cfg.searches {
-        match search {
-            Search::BuiltIn => builtin = i,
-            Search::External => {
-                for ext in &cfg.externals {
-                    if abs_under(new_path, ext) {
-                        new_prio = i;
+impl Ranks {
+    fn new(cfg: &Config) -> Self {
+        let mut ranks = Ranks {
+            dirs: HashMap::new(),
+            builtin: -1,
+            externals: HashMap::new(),
+            overrides: HashMap::new(),
+            excludes: cfg.excludes.iter().cloned().collect(),
+        };
+        // kmod's loop over its list, which is the file order reversed; a
+        // later position replaces an earlier one, as it does there.
+        let mut i = 0i64;
+        for search in cfg.searches.iter().rev() {
+            match search {
+                Search::BuiltIn => ranks.builtin = i,
+                Search::External => {
+                    for ext in cfg.externals.iter().rev() {
+                        ranks.externals.insert(ext.clone(), i);
+                        i += 1;
                     }
-                    if abs_under(old_path, ext) {
-                        old_prio = i;
-                    }
-                    i += 1;
+                }
+                Search::Path(dir) => {
+                    ranks.dirs.insert(dir.clone(), i);
                 }
             }
-            // kmod tests the new path first and the old one only if the new
-            // one did not match this entry.
-            Search::Path(dir) => {
-                if under(&rel_new, dir) {
-                    new_prio = i;
-                } else if under(&rel_old, dir) {
-                    old_prio = i;
+            i += 1;
+        }
+        for (at, ov) in cfg.overrides.iter().enumerate() {
+            ranks.overrides.insert(ov.clone(), at);
+        }
+        ranks
+    }
+
+    /// Whether the module already found beats `new`, following kmod's rules:
+    /// `override` first, then the position in the `search` list (later
+    /// entries in kmod's prepended list rank higher). Ties keep the existing
+    /// module.
+    fn existing_wins(&self, dirname: &[u8], existing: &Found, new: &Found) -> bool {
+        let new_path = stem_path(new);
+        let old_path = stem_path(existing);
+        let relative = |p: &'_ [u8]| -> Option<Vec<u8>> {
+            // kmod only compares the prefix bytes here, without a '/' boundary.
+            (p.starts_with(dirname) && p.len() > dirname.len())
+                .then(|| p[dirname.len() + 1..].to_vec())
+        };
+        let rel_new = relative(new_path);
+        let rel_old = relative(old_path);
+
+        let ov = |rel: &Option<Vec<u8>>| rel.as_ref().and_then(|r| self.overrides.get(r));
+        match (ov(&rel_new), ov(&rel_old)) {
+            (Some(n), Some(o)) => return n < o,
+            (Some(_), None) => return false,
+            (None, Some(_)) => return true,
+            (None, None) => {}
+        }
+
+        // kmod tests the new path against each search directory first, and
+        // the old one only if the new one did not match that directory.
+        let rel_new = rel_new.as_deref().unwrap_or_default();
+        let rel_old = rel_old.as_deref().unwrap_or_default();
+        let mut new_prio = -1i64;
+        let mut old_prio = -1i64;
+        for dir in dir_prefixes(rel_new) {
+            if let Some(&rank) = self.dirs.get(dir) {
+                new_prio = new_prio.max(rank);
+            }
+        }
+        for dir in dir_prefixes(rel_old) {
+            if let Some(&rank) = self.dirs.get(dir) {
+                if !dir_prefixes(rel_new).any(|d| d == dir) {
+                    old_prio = old_prio.max(rank);
                 }
             }
         }
-        i += 1;
+        for ext in dir_prefixes(new_path) {
+            if let Some(&rank) = self.externals.get(ext) {
+                new_prio = new_prio.max(rank);
+            }
+        }
+        for ext in dir_prefixes(old_path) {
+            if let Some(&rank) = self.externals.get(ext) {
+                old_prio = old_prio.max(rank);
+            }
+        }
+        if new_prio < 0 {
+            new_prio = self.builtin;
+        }
+        if old_prio < 0 {
+            old_prio = self.builtin;
+        }
+        new_prio <= old_prio
     }
-    if new_prio < 0 {
-        new_prio = builtin;
-    }
-    if old_prio < 0 {
-        old_prio = builtin;
-    }
-    new_prio <= old_prio
+}
+
+/// Every `d` such that `path` lies under the directory `d`: the bytes
+/// before each `/` of `path`.
+fn dir_prefixes(path: &[u8]) -> impl Iterator<Item = &[u8]> {
+    path.iter()
+        .enumerate()
+        .filter(|(_, &b)| b == b'/')
+        .map(move |(at, _)| &path[..at])
 }
 
 #[cfg(test)]
@@ -304,6 +409,159 @@ mod tests {
             kmod_path: path.as_bytes().to_vec(),
             relpath: None,
             tree_path: Vec::new(),
+        }
+    }
+
+    fn existing_wins(cfg: &Config, dirname: &[u8], existing: &Found, new: &Found) -> bool {
+        Ranks::new(cfg).existing_wins(dirname, existing, new)
+    }
+
+    /// kmod's comparison, literally: its prepended lists (duplicates
+    /// included) walked front to back for every comparison.
+    fn kmod_existing_wins(
+        searches: &[Search],
+        overrides: &[Vec<u8>],
+        externals: &[Vec<u8>],
+        dirname: &[u8],
+        existing: &Found,
+        new: &Found,
+    ) -> bool {
+        let new_path = stem_path(new);
+        let old_path = stem_path(existing);
+        let rel = |p: &[u8]| {
+            (p.starts_with(dirname) && p.len() > dirname.len())
+                .then(|| p[dirname.len() + 1..].to_vec())
+        };
+        let (rel_new, rel_old) = (rel(new_path), rel(old_path));
+        for ov in overrides {
+            if rel_new.as_ref() == Some(ov) {
+                return false;
+            }
+            if rel_old.as_ref() == Some(ov) {
+                return true;
+            }
+        }
+        let under = |r: &Option<Vec<u8>>, d: &[u8]| {
+            r.as_ref()
+                .is_some_and(|r| r.len() > d.len() && r[d.len()] == b'/' && r.starts_with(d))
+        };
+        let abs_under =
+            |p: &[u8], d: &[u8]| p.len() > d.len() && p[d.len()] == b'/' && p.starts_with(d);
+        let (mut builtin, mut old_prio, mut new_prio) = (-1i64, -1i64, -1i64);
+        let mut i = 0i64;
+        for search in searches {
+            match search {
+                Search::BuiltIn => builtin = i,
+                Search::External => {
+                    for ext in externals {
+                        if abs_under(new_path, ext) {
+                            new_prio = i;
+                        }
+                        if abs_under(old_path, ext) {
+                            old_prio = i;
+                        }
+                        i += 1;
+                    }
+                }
+                Search::Path(d) => {
+                    if under(&rel_new, d) {
+                        new_prio = i;
+                    } else if under(&rel_old, d) {
+                        old_prio = i;
+                    }
+                }
+            }
+            i += 1;
+        }
+        if new_prio < 0 {
+            new_prio = builtin;
+        }
+        if old_prio < 0 {
+            old_prio = builtin;
+        }
+        new_prio <= old_prio
+    }
+
+    #[test]
+    fn ranks_agree_with_kmods_list_walk() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let words = [
+            "updates", "extra", "kernel", "kernel/a", "built-in", "external", "a", "extra/b",
+        ];
+        let dirs = [
+            "/opt/x",
+            "/lib/modules/1.0/extra",
+            "/opt",
+            "/lib/modules/1.0",
+        ];
+        let paths = [
+            "/lib/modules/1.0/kernel/a/foo.ko",
+            "/lib/modules/1.0/updates/foo.ko",
+            "/lib/modules/1.0/extra/foo.ko",
+            "/lib/modules/1.0/extra/b/foo.ko",
+            "/lib/modules/1.0/a/foo.ko",
+            "/opt/x/foo.ko",
+            "/opt/foo.ko",
+            "/lib/modules/1.0x/foo.ko",
+        ];
+        let d = b"/lib/modules/1.0";
+        for _ in 0..3000 {
+            let mut text = String::new();
+            let (mut searches, mut overrides, mut externals) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..next(6) {
+                match next(3) {
+                    0 => {
+                        text.push_str("search");
+                        for _ in 0..1 + next(4) {
+                            let w = words[next(words.len() as u64) as usize];
+                            text.push_str(&format!(" {w}"));
+                            searches.insert(
+                                0,
+                                match w {
+                                    "built-in" => Search::BuiltIn,
+                                    "external" => Search::External,
+                                    p => Search::Path(p.as_bytes().to_vec()),
+                                },
+                            );
+                        }
+                        text.push('\n');
+                    }
+                    1 => {
+                        let sub = ["kernel/a", "updates", "extra", "a"][next(4) as usize];
+                        text.push_str(&format!("override foo * {sub}\n"));
+                        overrides.insert(0, format!("{sub}/foo").into_bytes());
+                    }
+                    _ => {
+                        let dir = dirs[next(dirs.len() as u64) as usize];
+                        text.push_str(&format!("external * {dir}\n"));
+                        externals.insert(0, dir.as_bytes().to_vec());
+                    }
+                }
+            }
+            let mut cfg = Config::default();
+            cfg.parse_file("t.conf", text.as_bytes(), b"1.0", &mut Vec::new())
+                .unwrap();
+            let cfg = cfg.with_defaults();
+            if searches.is_empty() {
+                searches.push(Search::Path(b"updates".to_vec()));
+            }
+            let ranks = Ranks::new(&cfg);
+            for a in paths {
+                for b in paths {
+                    let (a, b) = (found(a), found(b));
+                    assert_eq!(
+                        ranks.existing_wins(d, &a, &b),
+                        kmod_existing_wins(&searches, &overrides, &externals, d, &a, &b),
+                        "{text}{a:?} vs {b:?}"
+                    );
+                }
+            }
         }
     }
 

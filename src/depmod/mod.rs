@@ -112,6 +112,9 @@ pub struct Outcome {
     pub diagnostics: Vec<Diagnostic>,
     /// The tree paths of the modules indexed, in output order.
     pub module_paths: Vec<Vec<u8>>,
+    /// How many of them were read (the others are reported as unreadable
+    /// and indexed without dependencies).
+    pub readable_modules: usize,
 }
 
 /// Why no index could be produced. The messages gathered so far come along.
@@ -144,6 +147,18 @@ pub enum DepmodError {
         /// Messages so far.
         diagnostics: Vec<Diagnostic>,
     },
+    /// An input file the tree refused to read: over the size limit, or not
+    /// a regular file. Indexing without it would silently give another
+    /// result.
+    #[error("{path}: {reason}")]
+    Refused {
+        /// The file, as kmod would name it.
+        path: String,
+        /// Why.
+        reason: crate::util::Refused,
+        /// Messages so far.
+        diagnostics: Vec<Diagnostic>,
+    },
 }
 
 impl DepmodError {
@@ -153,7 +168,8 @@ impl DepmodError {
             DepmodError::ModuleDir(_, d)
             | DepmodError::TooManyModules { diagnostics: d, .. }
             | DepmodError::Cycle { diagnostics: d }
-            | DepmodError::Index { diagnostics: d, .. } => d,
+            | DepmodError::Index { diagnostics: d, .. }
+            | DepmodError::Refused { diagnostics: d, .. } => d,
         }
     }
 }
@@ -190,7 +206,7 @@ pub fn run(req: &Request<'_>) -> Result<Outcome, DepmodError> {
                 .map(|r| order::uncompressed_relpath(r, &f.name))
         })
         .collect();
-    let order_file = read_input(req, "modules.order", &mut diags);
+    let order_file = read_input(req, "modules.order", &mut diags)?;
     let order_path = format!(
         "{}/modules.order",
         String::from_utf8_lossy(&req.module_dir.kmod_path)
@@ -210,6 +226,10 @@ pub fn run(req: &Request<'_>) -> Result<Outcome, DepmodError> {
         .map(|&i| {
             let f = &found[i];
             let meta = req.modules.module_meta(&f.tree_path);
+            let meta = match req.compat {
+                Compat::Kmod34 => meta.for_kmod34(),
+                Compat::Kmod33 | Compat::Kmod30 => meta,
+            };
             resolve::LoadedModule {
                 name: f.name.clone(),
                 display_path: String::from_utf8_lossy(&f.kmod_path).into_owned(),
@@ -217,6 +237,21 @@ pub fn run(req: &Request<'_>) -> Result<Outcome, DepmodError> {
             }
         })
         .collect();
+    if let Some((m, reason)) = loaded.iter().find_map(|m| m.meta.refusal().map(|r| (m, r))) {
+        return Err(DepmodError::Refused {
+            path: m.display_path.clone(),
+            reason,
+            diagnostics: diags,
+        });
+    }
+    let readable_modules = loaded
+        .iter()
+        .filter(|m| match &m.meta.exports {
+            Some(Err(crate::module::LoadError::Elf(crate::module::elf::ElfError::NoData))) => true,
+            Some(Err(_)) => false,
+            _ => true,
+        })
+        .count();
 
     let resolution = match resolve::resolve(
         &loaded,
@@ -254,8 +289,8 @@ pub fn run(req: &Request<'_>) -> Result<Outcome, DepmodError> {
         (None, None)
     } else {
         (
-            read_input(req, "modules.builtin", &mut diags),
-            read_input(req, "modules.builtin.modinfo", &mut diags),
+            read_input(req, "modules.builtin", &mut diags)?,
+            read_input(req, "modules.builtin.modinfo", &mut diags)?,
         )
     };
     let opts = FileOptions {
@@ -273,6 +308,7 @@ pub fn run(req: &Request<'_>) -> Result<Outcome, DepmodError> {
             files,
             diagnostics: diags,
             module_paths: order.iter().map(|&i| found[i].tree_path.clone()).collect(),
+            readable_modules,
         }),
         Err(source) => Err(DepmodError::Index {
             source,
@@ -282,18 +318,31 @@ pub fn run(req: &Request<'_>) -> Result<Outcome, DepmodError> {
 }
 
 /// Reads a metadata file from the module directory. A missing or unreadable
-/// file is reported as kmod reports it and treated as absent.
-fn read_input(req: &Request<'_>, name: &str, diags: &mut Vec<Diagnostic>) -> Option<Vec<u8>> {
+/// file is reported as kmod reports it and treated as absent; one the tree
+/// refuses (a FIFO, a device, a file over the size limit) stops the run.
+fn read_input(
+    req: &Request<'_>,
+    name: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<Option<Vec<u8>>, DepmodError> {
     let path = join(&[&req.module_dir.tree_path, name.as_bytes()]);
     match req.tree.read(&path) {
-        Ok(contents) => Some(contents.to_vec()),
+        Ok(contents) => Ok(Some(contents.to_vec())),
         Err(e) => {
+            let dir = crate::diag::lossy(&req.module_dir.kmod_path);
+            if let Some(reason) = crate::util::Refused::of(&e) {
+                return Err(DepmodError::Refused {
+                    path: format!("{dir}/{name}"),
+                    reason: reason.clone(),
+                    diagnostics: std::mem::take(diags),
+                });
+            }
             diags.push(Diagnostic::warning(Kind::InputMissing {
                 name: name.to_string(),
-                dir: crate::diag::lossy(&req.module_dir.kmod_path),
+                dir,
                 reason: crate::util::io_reason(&e),
             }));
-            None
+            Ok(None)
         }
     }
 }

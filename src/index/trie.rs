@@ -12,15 +12,22 @@
 
 use std::fmt;
 
-const MAGIC: u32 = 0xB007_F457;
-const VERSION: u32 = 0x0002_0001;
-const FLAG_PREFIX: u32 = 0x8000_0000;
-const FLAG_VALUES: u32 = 0x4000_0000;
-const FLAG_CHILDS: u32 = 0x2000_0000;
+/// The file's first word.
+pub(crate) const MAGIC: u32 = 0xB007_F457;
+/// Format version 2.1 (major in the high half).
+pub(crate) const VERSION: u32 = 0x0002_0001;
+/// Flag of a node offset: the node has a prefix.
+pub(crate) const FLAG_PREFIX: u32 = 0x8000_0000;
+/// Flag of a node offset: the node has values.
+pub(crate) const FLAG_VALUES: u32 = 0x4000_0000;
+/// Flag of a node offset: the node has a child table.
+pub(crate) const FLAG_CHILDS: u32 = 0x2000_0000;
 /// Offsets keep their top nibble for flags.
-const OFFSET_MASK: u32 = 0x0FFF_FFFF;
+pub(crate) const OFFSET_MASK: u32 = 0x0FFF_FFFF;
 /// Size of the file header: magic, version and root offset.
-const HEADER_LEN: u32 = 12;
+pub(crate) const HEADER_LEN: u32 = 12;
+/// Child tables cover 7-bit ASCII only: keys are bytes below this.
+pub(crate) const CHILD_MAX: u8 = 128;
 
 /// Where nodes are placed in the file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,7 +97,7 @@ impl Trie {
     /// Adds `value` under `key`. Returns `Ok(true)` when the key already held
     /// an identical value (kmod reports these with `-w`).
     pub fn insert(&mut self, key: &[u8], value: &[u8], priority: u32) -> Result<bool, NonAsciiKey> {
-        if key.iter().any(|&b| b >= 128) {
+        if key.iter().any(|&b| b >= CHILD_MAX) {
             return Err(NonAsciiKey { key: key.to_vec() });
         }
         let mut node = 0;

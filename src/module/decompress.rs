@@ -16,13 +16,24 @@ pub enum DecompressError {
         reason: String,
     },
     /// The decompressed data exceeds the limit (bytes).
-    #[error("decompressed {format} data exceeds the limit of {limit} bytes")]
+    #[error("decompressed {format} data exceeds the limit of {limit} bytes{} (raise it with --max-file-size MIB)", declared(*.size))]
     TooLarge {
         /// The compression.
         format: &'static str,
+        /// The size the data declares, when it says.
+        size: Option<u64>,
         /// The limit, in bytes.
         limit: u64,
     },
+    /// A zstd frame that does not declare its size: kmod 34 refuses it,
+    /// kmod 33 and older decompress it as a stream.
+    #[error("zstd data is corrupt: Failed to determine decompression size")]
+    ZstdUnsized,
+}
+
+fn declared(size: Option<u64>) -> String {
+    size.map(|s| format!(" (it declares {s} bytes)"))
+        .unwrap_or_default()
 }
 
 pub use crate::compress::Compression;
@@ -36,7 +47,9 @@ pub fn decompress(bytes: &[u8], limit: u64) -> Result<Cow<'_, [u8]>, DecompressE
         Compression::Zstd => return decompress_zstd(bytes, limit).map(Cow::Owned),
         Compression::Gzip | Compression::Xz => {}
     }
-    let reader = format.decoder(bytes).map_err(|e| corrupt(format, &e))?;
+    // No window limit: the decoder's window fills only as far as the
+    // output, which read_capped stops at `limit`.
+    let mut reader = format.decoder(bytes).map_err(|e| corrupt(format, &e))?;
     // Sizing the buffer right from the start avoids reallocating (and
     // briefly holding twice) a large image while it grows.
     let hint = match format {
@@ -44,8 +57,51 @@ pub fn decompress(bytes: &[u8], limit: u64) -> Result<Cow<'_, [u8]>, DecompressE
         Compression::Gzip => gzip_uncompressed_size(bytes),
         _ => None,
     };
-    let capacity = hint.filter(|&n| n <= limit).unwrap_or(0) as usize;
+    let capacity = checked_hint(&mut reader, format, hint, limit)?;
     read_capped(reader, format, limit, capacity).map(Cow::Owned)
+}
+
+/// The buffer size to start with, from the size the data declares. When
+/// that is over the limit, the data is decompressed without keeping it, to
+/// tell a decompression bomb (too large: it costs no memory) from a corrupt
+/// file whose trailer is garbage (corrupt, as kmod would find it).
+fn checked_hint(
+    reader: &mut dyn Read,
+    format: Compression,
+    hint: Option<u64>,
+    limit: u64,
+) -> Result<usize, DecompressError> {
+    match hint {
+        Some(declared) if declared > limit => {
+            let counted = std::io::copy(
+                &mut reader.take(limit.saturating_add(1)),
+                &mut std::io::sink(),
+            );
+            Err(match counted {
+                Ok(n) if n > limit => DecompressError::TooLarge {
+                    format: format.name(),
+                    size: Some(declared),
+                    limit,
+                },
+                Ok(_) => DecompressError::Corrupt {
+                    format: format.name(),
+                    reason: "the declared size does not match the data".into(),
+                },
+                Err(e) => corrupt(format, &e),
+            })
+        }
+        Some(n) => Ok(usize::try_from(n).unwrap_or(0)),
+        None => Ok(0),
+    }
+}
+
+/// Decompresses a zstd module whose frame does not declare its size, as
+/// kmod up to 33 does: as a stream of frames, up to `limit` bytes.
+pub fn decompress_zstd_streamed(bytes: &[u8], limit: u64) -> Result<Vec<u8>, DecompressError> {
+    let decoder = Compression::Zstd
+        .decoder(bytes)
+        .map_err(|e| corrupt(Compression::Zstd, &e))?;
+    read_capped(decoder, Compression::Zstd, limit, 0)
 }
 
 /// Decompresses an xz or gzip module read from `source`, a chunk at a time
@@ -69,8 +125,8 @@ pub fn decompress_stream(
             return decompress(&bytes, limit).map(Cow::into_owned);
         }
     };
-    let reader = format.decoder(source).map_err(|e| corrupt(format, &e))?;
-    let capacity = hint.filter(|&n| n <= limit).unwrap_or(0) as usize;
+    let mut reader = format.decoder(source).map_err(|e| corrupt(format, &e))?;
+    let capacity = checked_hint(&mut reader, format, hint, limit)?;
     read_capped(reader, format, limit, capacity)
 }
 
@@ -84,11 +140,13 @@ fn decompress_zstd(bytes: &[u8], limit: u64) -> Result<Vec<u8>, DecompressError>
     };
     let size = match zstd::zstd_safe::get_frame_content_size(bytes) {
         Ok(Some(size)) if size > 0 => size,
-        _ => return Err(corrupt("Failed to determine decompression size".into())),
+        Ok(_) => return Err(DecompressError::ZstdUnsized),
+        Err(_) => return Err(corrupt("Failed to determine decompression size".into())),
     };
     if size > limit {
         return Err(DecompressError::TooLarge {
             format: "zstd",
+            size: Some(size),
             limit,
         });
     }
@@ -164,6 +222,7 @@ fn read_capped(
     if out.len() as u64 > limit {
         return Err(DecompressError::TooLarge {
             format: format.name(),
+            size: None,
             limit,
         });
     }
@@ -201,7 +260,43 @@ mod tests {
         let mut enc = zstd::stream::write::Encoder::new(&mut streamed, 3).unwrap();
         enc.write_all(&[1u8; 500]).unwrap();
         enc.finish().unwrap();
-        assert!(decompress(&streamed, 1000).is_err());
+        assert!(matches!(
+            decompress(&streamed, 1000),
+            Err(DecompressError::ZstdUnsized)
+        ));
+        assert_eq!(
+            decompress_zstd_streamed(&streamed, 1000).unwrap().len(),
+            500
+        );
+        assert!(matches!(
+            decompress_zstd_streamed(&streamed, 499),
+            Err(DecompressError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn declared_bombs_are_refused_before_decompressing() {
+        let mut xz = Vec::new();
+        let mut enc = liblzma::write::XzEncoder::new(&mut xz, 1);
+        enc.write_all(&vec![0u8; 1 << 20]).unwrap();
+        enc.finish().unwrap();
+        assert!(matches!(
+            decompress(&xz, 1000),
+            Err(DecompressError::TooLarge {
+                size: Some(1_048_576),
+                ..
+            })
+        ));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&vec![0u8; 1 << 20]).unwrap();
+        let gz = gz.finish().unwrap();
+        assert!(matches!(
+            decompress(&gz, 1000),
+            Err(DecompressError::TooLarge {
+                size: Some(1_048_576),
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -23,6 +23,36 @@ pub enum LoadError {
     /// The ELF image is malformed.
     #[error(transparent)]
     Elf(#[from] ElfError),
+    /// The file (or its decompressed image) is over the size limit, or not a
+    /// regular file: not a broken module but an input kmodidx refuses.
+    #[error(transparent)]
+    Refused(#[from] crate::util::Refused),
+}
+
+impl LoadError {
+    /// The error for a failed read, keeping a refusal as such.
+    pub fn from_io(e: &std::io::Error) -> Self {
+        match crate::util::Refused::of(e) {
+            Some(refused) => LoadError::Refused(refused.clone()),
+            None => LoadError::Io(crate::util::io_reason(e)),
+        }
+    }
+
+    /// The refusal behind this error: an input over the size limit (stored
+    /// or decompressed) or not a regular file. A build stops on these.
+    pub fn refusal(&self) -> Option<crate::util::Refused> {
+        match self {
+            LoadError::Refused(r) => Some(r.clone()),
+            LoadError::Decompress(DecompressError::TooLarge { size, limit, .. }) => {
+                Some(crate::util::Refused::TooLarge {
+                    size: *size,
+                    limit: *limit,
+                    decompressed: true,
+                })
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Sorts ranges and merges those that overlap or lie close together, so
@@ -226,6 +256,9 @@ pub struct ModuleMeta {
     pub softdeps: Vec<Vec<u8>>,
     /// `weakdep=` values.
     pub weakdeps: Vec<Vec<u8>>,
+    /// `firmware=` values: files the module may ask the kernel to load
+    /// (not used by depmod; a closure copies them).
+    pub firmware: Vec<Vec<u8>>,
     /// `None` when the symbol table could not be read: the module then has
     /// no dependencies, as with kmod.
     pub imports: Option<Imports>,
@@ -234,6 +267,10 @@ pub struct ModuleMeta {
     /// parts, in file order, its offset and length (little-endian u64) and
     /// its bytes. Set when asked for and the image could be read.
     pub parsed_sha256: Option<[u8; 32]>,
+    /// The module is zstd-compressed in a frame that does not declare its
+    /// size: read as kmod up to 33 reads it, and refused in kmod 34's mode
+    /// (see [`ModuleMeta::for_kmod34`]).
+    pub zstd_unsized: bool,
 }
 
 impl ModuleMeta {
@@ -251,9 +288,37 @@ impl ModuleMeta {
         }
         let image = match decompress::decompress(bytes, limit) {
             Ok(image) => image,
+            Err(DecompressError::ZstdUnsized) => {
+                return match decompress::decompress_zstd_streamed(bytes, limit) {
+                    Ok(image) => ModuleMeta {
+                        zstd_unsized: true,
+                        ..ModuleMeta::from_whole_image(&image, digest)
+                    },
+                    Err(e) => ModuleMeta::failed(e.into()),
+                }
+            }
             Err(e) => return ModuleMeta::failed(e.into()),
         };
         ModuleMeta::from_whole_image(&image, digest)
+    }
+
+    /// What kmod 34 makes of the module: it refuses a zstd frame without a
+    /// declared size, which older releases decompress as a stream.
+    pub fn for_kmod34(self) -> ModuleMeta {
+        if self.zstd_unsized {
+            ModuleMeta::failed(DecompressError::ZstdUnsized.into())
+        } else {
+            self
+        }
+    }
+
+    /// Why the module was refused (too large, or not a regular file), if it
+    /// was: a build stops on that rather than indexing it without symbols.
+    pub fn refusal(&self) -> Option<crate::util::Refused> {
+        match &self.exports {
+            Some(Err(e)) => e.refusal(),
+            _ => None,
+        }
     }
 
     /// Reads a module from its uncompressed ELF image, held whole.
@@ -301,9 +366,11 @@ impl ModuleMeta {
             return ModuleMeta::failed(LoadError::TooShort);
         }
         let Some(size) = usize::try_from(len).ok().filter(|_| len <= limit) else {
-            return ModuleMeta::failed(LoadError::Io(format!(
-                "module is larger than the limit of {limit} bytes"
-            )));
+            return ModuleMeta::failed(LoadError::Refused(crate::util::Refused::TooLarge {
+                size: Some(len),
+                limit,
+                decompressed: false,
+            }));
         };
         if buf.len() < size {
             buf.resize(size, 0);
@@ -321,6 +388,14 @@ impl ModuleMeta {
             return match parsed_parts(&mut sparse) {
                 Ok(parts) => ModuleMeta::from_image(&buf[..size], digest.then_some(parts)),
                 Err(e) => ModuleMeta::failed(e),
+            };
+        }
+        if format == decompress::Compression::Zstd {
+            // zstd is decompressed from memory anyway (kmod 34 reads the
+            // frame's declared size first).
+            return match file.read_exact_at(&mut buf[..size], 0) {
+                Ok(()) => ModuleMeta::read_bytes(&buf[..size], limit, digest),
+                Err(e) => ModuleMeta::failed(LoadError::Io(crate::util::io_reason(&e))),
             };
         }
         // A compressed module is needed whole: stream it through the
@@ -365,6 +440,7 @@ impl ModuleMeta {
                 b"alias" => &mut meta.aliases,
                 b"softdep" => &mut meta.softdeps,
                 b"weakdep" => &mut meta.weakdeps,
+                b"firmware" => &mut meta.firmware,
                 _ => continue,
             };
             list.push(value.to_vec());

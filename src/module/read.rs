@@ -11,6 +11,10 @@ use sha2::{Digest, Sha256};
 use super::{LoadError, ModuleMeta};
 use crate::source::{ArchiveTree, DirTree, Input, ModuleParser, Tree};
 
+/// A per-thread read buffer larger than this is freed after use rather than
+/// kept for the next module.
+const KEEP_BUFFER: usize = 16 << 20;
+
 /// Where the depmod stage gets each module's metadata from.
 pub trait ModuleSource: Sync {
     /// What depmod needs from the module file at `path` (a path of the
@@ -41,6 +45,10 @@ impl ModuleParser for MetaParser {
 
     fn unread(&self, reason: String) -> ModuleMeta {
         ModuleMeta::failed(LoadError::Io(reason))
+    }
+
+    fn refused(&self, reason: crate::util::Refused) -> ModuleMeta {
+        ModuleMeta::failed(LoadError::Refused(reason))
     }
 }
 
@@ -129,25 +137,37 @@ impl<'a> ModuleReader<'a> {
             static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
         }
         let limit = self.max_module_size;
-        let file = match tree.open(path) {
-            Ok(file) => file,
-            Err(e) => return ModuleMeta::failed(LoadError::Io(crate::util::io_reason(&e))),
+        // Never blocks, refuses special files; the size is checked below.
+        let (file, len) = match tree.open(path) {
+            Ok(opened) => opened,
+            Err(e) => return ModuleMeta::failed(LoadError::from_io(&e)),
         };
         BUFFER.with_borrow_mut(|buf| {
-            if !self.hash {
-                return match file.metadata() {
-                    Ok(meta) => {
-                        ModuleMeta::read_file(&file, meta.len(), buf, limit, self.parsed_digest)
+            let meta = if !self.hash {
+                ModuleMeta::read_file(&file, len, buf, limit, self.parsed_digest)
+            } else if len > limit {
+                ModuleMeta::failed(LoadError::Refused(crate::util::Refused::TooLarge {
+                    size: Some(len),
+                    limit,
+                    decompressed: false,
+                }))
+            } else {
+                buf.clear();
+                match (&file).take(len).read_to_end(buf) {
+                    Ok(_) => {
+                        let digest = (buf.len() as u64, Sha256::digest(&buf[..]).into());
+                        tree.remember_digest(path, digest);
+                        ModuleMeta::read_bytes(buf, limit, self.parsed_digest)
                     }
-                    Err(e) => ModuleMeta::failed(LoadError::Io(crate::util::io_reason(&e))),
-                };
+                    Err(e) => ModuleMeta::failed(LoadError::from_io(&e)),
+                }
+            };
+            // One large module must not pin its size in every worker for
+            // the rest of the run.
+            if buf.capacity() > KEEP_BUFFER {
+                *buf = Vec::new();
             }
-            buf.clear();
-            if let Err(e) = (&file).read_to_end(buf) {
-                return ModuleMeta::failed(LoadError::Io(crate::util::io_reason(&e)));
-            }
-            tree.remember_digest(path, (buf.len() as u64, Sha256::digest(&buf[..]).into()));
-            ModuleMeta::read_bytes(buf, limit, self.parsed_digest)
+            meta
         })
     }
 }
@@ -159,14 +179,14 @@ impl ModuleSource for ModuleReader<'_> {
             From::Archive(archive) => {
                 return match archive.parsed(path) {
                     Ok(meta) => meta.clone(),
-                    Err(e) => ModuleMeta::failed(LoadError::Io(crate::util::io_reason(&e))),
+                    Err(e) => ModuleMeta::failed(LoadError::from_io(&e)),
                 }
             }
             From::Tree(tree) => match tree.read(path) {
                 Ok(bytes) => {
                     ModuleMeta::read_bytes(&bytes, self.max_module_size, self.parsed_digest)
                 }
-                Err(e) => ModuleMeta::failed(LoadError::Io(crate::util::io_reason(&e))),
+                Err(e) => ModuleMeta::failed(LoadError::from_io(&e)),
             },
         };
         self.remember(path, &meta);

@@ -51,6 +51,9 @@ pub struct ManifestOptions {
     /// The `--symbol-prefix` byte, if any.
     #[serde(default)]
     pub symbol_prefix: Option<String>,
+    /// `--follow-links-under` directories, in order (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub follow_links_under: Vec<String>,
 }
 
 fn default_true() -> bool {

@@ -123,6 +123,9 @@ impl<'a> Entry<'a> {
                 e.found_crc = Some(format!("0x{found:08x}"));
             }
             Kind::UnreadableModule { reason, .. } => e.reason = Some(reason),
+            Kind::UnsupportedFileType { module: true, .. } => e.reason = Some(
+                "not a regular file (a special file, or a symlink that leads nowhere in the input)",
+            ),
             Kind::Cycle { modules } => e.modules = Some(modules),
             _ => {}
         }

@@ -147,7 +147,8 @@ fn scan_dir(root: &Path, rel: Vec<u8>, scan: &mut Scan) -> Result<(), VerifyErro
                 continue;
             }
             let mut hasher = Sha256::new();
-            let size = io::copy(&mut file, &mut HashSink(&mut hasher)).map_err(io(&path))?;
+            let size = io::copy(&mut file, &mut crate::util::HashWriter(&mut hasher))
+                .map_err(io(&path))?;
             scan.files.insert(
                 shown,
                 (
@@ -163,18 +164,6 @@ fn scan_dir(root: &Path, rel: Vec<u8>, scan: &mut Scan) -> Result<(), VerifyErro
         }
     }
     Ok(())
-}
-
-struct HashSink<'a>(&'a mut Sha256);
-
-impl io::Write for HashSink<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 /// Reads the manifest of a scanned output, or the one at `explicit`.

@@ -16,17 +16,18 @@
 //! relative, are interpreted inside the archive: a link that would leave it
 //! is ignored (with a note), as is a loop.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 
 use rayon::iter::{ParallelBridge, ParallelIterator};
 use sha2::{Digest, Sha256};
 
 use super::stream::{self, ArchiveError, EntryError, RawEntry, RawKind};
-use super::{Contents, DirEntry, EntryKind, ModuleParser, Tree};
-use crate::layout::{is_module_file, CONFIG_DIRS, MODULE_DIRS};
+use super::{Contents, DirEntry, DirId, EntryKind, ModuleParser, Tree};
+use crate::layout::{is_module_file, CONFIG_DIRS, MODULE_DIRS, SKIPPED_NAMES};
+use crate::util::Refused;
 
 /// How deep symlink chains may go (the kernel's `MAXSYMLINKS`).
 const MAX_HOPS: u32 = 40;
@@ -36,22 +37,24 @@ const MAX_HOPS: u32 = 40;
 pub struct ArchiveOptions {
     /// Cap on the whole decompressed stream, in bytes.
     pub max_input_size: u64,
-    /// Largest non-module file kept in memory.
-    pub max_small_file: u64,
     /// Further files to keep in memory (such as a Module.symvers), by path.
     pub keep: Vec<Vec<u8>>,
     /// Keep module bytes in an anonymous spill file in this directory, so
     /// that [`Tree::read`] can return them later (for staged output).
     pub spill_dir: Option<PathBuf>,
+    /// Directory input only (see [`super::open_input`]): absolute symlink
+    /// targets under these host directories resolve on the host (see
+    /// [`super::DirTree::follow_links_under`]).
+    pub follow_links_under: Vec<PathBuf>,
 }
 
 impl Default for ArchiveOptions {
     fn default() -> Self {
         ArchiveOptions {
             max_input_size: 16 << 30,
-            max_small_file: 64 << 20,
             keep: Vec::new(),
             spill_dir: None,
+            follow_links_under: Vec::new(),
         }
     }
 }
@@ -75,7 +78,9 @@ enum Node {
 
 struct ModuleSlot<M> {
     parsed: M,
-    sha256: [u8; 32],
+    /// `None` for a module refused unread (over the size limit).
+    sha256: Option<[u8; 32]>,
+    refused: Option<Refused>,
     /// Offset of the bytes in the spill file.
     spill: Option<u64>,
     size: u64,
@@ -163,15 +168,52 @@ struct Job {
     bytes: Vec<u8>,
 }
 
+/// Bounds the module bytes between the streaming pass and the workers
+/// (queued or being parsed): the reader takes a module's size before
+/// reading it, a worker gives it back once the bytes are dropped. One
+/// module always fits, however large (up to the file limit).
+struct InFlight {
+    used: Mutex<u64>,
+    freed: Condvar,
+    cap: u64,
+}
+
+impl InFlight {
+    fn take(&self, n: u64) {
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        while *used > 0 && used.saturating_add(n) > self.cap {
+            used = self.freed.wait(used).unwrap_or_else(|e| e.into_inner());
+        }
+        *used += n;
+    }
+
+    fn give(&self, n: u64) {
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        *used = used.saturating_sub(n);
+        self.freed.notify_all();
+    }
+}
+
 struct Builder<'a> {
     opts: &'a ArchiveOptions,
-    /// Largest module read (stored size), from the parser.
+    /// The limit on every file (from the parser): a module's stored size,
+    /// each file kept in memory, the module bytes in flight to the workers,
+    /// all the files kept, and what is remembered of the entries.
     max_module_size: u64,
     nodes: HashMap<Vec<u8>, Node>,
     /// Per module slot: size and spill offset; metadata comes from workers.
     slots: Vec<(u64, Option<u64>)>,
-    /// Slots too large to read, with the reason.
-    failed: Vec<(usize, String, [u8; 32])>,
+    /// Slots refused unread, with the reason.
+    failed: Vec<(usize, Refused)>,
+    in_flight: &'a InFlight,
+    /// Bytes of the non-module files kept in memory so far.
+    kept: u64,
+    /// Estimated memory taken by the entries remembered so far.
+    tracked: u64,
+    /// Files outside the directories read by default that links from there
+    /// lead to (found by a first pass): canonical paths, and whether each is
+    /// a module.
+    wanted: &'a HashMap<Vec<u8>, bool>,
     spill: Option<(std::fs::File, u64)>,
     /// cpio hard-link groups: identity to canonical paths.
     links: HashMap<(u32, u32, u32, u32), Vec<Vec<u8>>>,
@@ -194,11 +236,13 @@ impl Builder<'_> {
                     // The parent itself is missing: create it, as
                     // extraction does.
                     None => {
+                        self.track(&dir);
                         self.nodes.insert(dir, Node::Dir);
                     }
                     Some(_) => return Err("its parent is not a directory".into()),
                 },
                 Err(Unresolved::Missing(missing)) => {
+                    self.track(&missing);
                     self.nodes.insert(missing, Node::Dir);
                 }
                 Err(Unresolved::Escapes) => {
@@ -229,7 +273,22 @@ impl Builder<'_> {
             let prefix = [path.as_slice(), b"/"].concat();
             self.nodes.retain(|k, _| !k.starts_with(&prefix));
         }
+        if !self.nodes.contains_key(&path) {
+            self.track(&path);
+        }
         self.nodes.insert(path, node);
+    }
+
+    /// Counts what remembering an entry at `path` costs: its name twice (as
+    /// a key, and in its parent's listing) and the bookkeeping around it,
+    /// measured at about 220 bytes an entry.
+    fn track(&mut self, path: &[u8]) {
+        self.tracked += 2 * path.len() as u64 + 256;
+    }
+
+    /// Whether the file at this canonical path is read as a module.
+    fn is_module(&self, path: &[u8]) -> bool {
+        is_module_path(path) || self.wanted.get(path) == Some(&true)
     }
 
     fn read_all(data: &mut dyn Read, size: u64) -> io::Result<Vec<u8>> {
@@ -246,23 +305,30 @@ impl Builder<'_> {
         jobs: &std::sync::mpsc::SyncSender<Job>,
     ) -> Result<FileData, EntryError> {
         let size = entry.size;
+        let limit = self.max_module_size;
         if module {
             let slot = self.slots.len();
-            if size > self.max_module_size {
+            if size > limit {
+                // Never read: a build that needs it stops with this error.
                 self.slots.push((size, None));
-                let mut hasher = Sha256::new();
-                io::copy(&mut entry.data, &mut HashWriter(&mut hasher))?;
                 self.failed.push((
                     slot,
-                    format!(
-                        "module is {size} bytes, more than the limit of {} bytes",
-                        self.max_module_size
-                    ),
-                    hasher.finalize().into(),
+                    Refused::TooLarge {
+                        size: Some(size),
+                        limit,
+                        decompressed: false,
+                    },
                 ));
                 return Ok(FileData::Module(slot));
             }
-            let bytes = Self::read_all(&mut *entry.data, size)?;
+            self.in_flight.take(size);
+            let bytes = match Self::read_all(&mut *entry.data, size) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    self.in_flight.give(size);
+                    return Err(e.into());
+                }
+            };
             let spill_at = match &mut self.spill {
                 Some((file, end)) => {
                     let at = *end;
@@ -273,23 +339,56 @@ impl Builder<'_> {
                 None => None,
             };
             self.slots.push((size, spill_at));
-            jobs.send(Job { slot, bytes })
-                .map_err(|_| EntryError::Reject("module parser stopped".into()))?;
+            if jobs.send(Job { slot, bytes }).is_err() {
+                self.in_flight.give(size);
+                return Err(EntryError::Reject("module parser stopped".into()));
+            }
             return Ok(FileData::Module(slot));
         }
-        let keep = (in_module_dir(path)
+        let wanted = in_module_dir(path)
             || in_config_dir(path)
-            || self.opts.keep.iter().any(|k| k == path))
-            && size <= self.opts.max_small_file;
-        if keep {
-            let bytes = Self::read_all(&mut *entry.data, size)?;
-            Ok(FileData::Small(bytes.into()))
-        } else {
-            Ok(FileData::Unkept)
+            || self.opts.keep.iter().any(|k| k == path)
+            || self.wanted.contains_key(path);
+        if !wanted {
+            return Ok(FileData::Unkept);
         }
+        if size > limit || self.kept.saturating_add(size) > limit {
+            let why = if size > limit {
+                format!("it is {size} bytes, over the size limit of {limit} bytes")
+            } else {
+                format!("the files kept in memory would exceed {limit} bytes (the size limit)")
+            };
+            self.notes.push(format!(
+                "not keeping `{}`: {why}",
+                String::from_utf8_lossy(path)
+            ));
+            return Ok(FileData::Unkept);
+        }
+        self.kept += size;
+        let bytes = Self::read_all(&mut *entry.data, size)?;
+        Ok(FileData::Small(bytes.into()))
     }
 
+    /// Places one entry, then checks that what is remembered of the archive
+    /// (every entry's name and kind) stays within the file size limit: an
+    /// archive of millions of empty entries compresses to almost nothing.
     fn entry(
+        &mut self,
+        entry: RawEntry<'_>,
+        jobs: &std::sync::mpsc::SyncSender<Job>,
+    ) -> Result<(), EntryError> {
+        self.place_entry(entry, jobs)?;
+        let limit = self.max_module_size;
+        if self.tracked > limit {
+            return Err(EntryError::Reject(format!(
+                "the archive has more entries than kmodidx keeps track of with the size limit of {limit} bytes (about {} entries); raise it with --max-file-size MIB",
+                limit / 320
+            )));
+        }
+        Ok(())
+    }
+
+    fn place_entry(
         &mut self,
         mut entry: RawEntry<'_>,
         jobs: &std::sync::mpsc::SyncSender<Job>,
@@ -347,7 +446,7 @@ impl Builder<'_> {
                     });
                     self.insert(path.clone(), node);
                 } else {
-                    let module = is_module_path(&path) || members.iter().any(|m| is_module_path(m));
+                    let module = self.is_module(&path) || members.iter().any(|m| self.is_module(m));
                     let data = self.file_data(&path, module, &mut entry, jobs)?;
                     let node = Node::File { data, mode };
                     // Data carried by the last link belongs to every name.
@@ -363,18 +462,6 @@ impl Builder<'_> {
                 }
             }
         }
-        Ok(())
-    }
-}
-
-struct HashWriter<'a>(&'a mut Sha256);
-
-impl Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
 }
@@ -422,21 +509,46 @@ fn resolve(
 }
 
 impl<M: Send> ArchiveTree<M> {
-    /// Reads the archive at `path` in one pass, parsing every module with
-    /// `parser`.
+    /// Reads the archive at `path`, parsing every module with `parser`: in
+    /// one pass, or in two when symlinks in the module directories (or
+    /// depmod.d directories) lead to files elsewhere in the archive, which
+    /// the first pass did not keep. If the file changed in between, that is
+    /// an error.
     pub fn open<P>(path: &Path, opts: &ArchiveOptions, parser: &P) -> Result<Self, ArchiveError>
     where
         P: ModuleParser<Parsed = M>,
     {
-        let file = std::fs::File::open(path).map_err(|source| ArchiveError::Open {
-            archive: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_reader(path, file, opts, parser)
+        let open = || {
+            let file = std::fs::File::open(path).map_err(|source| ArchiveError::Open {
+                archive: path.to_path_buf(),
+                source,
+            })?;
+            let identity = file_identity(&file).map_err(|source| ArchiveError::Open {
+                archive: path.to_path_buf(),
+                source,
+            })?;
+            Ok::<_, ArchiveError>((file, identity))
+        };
+        let (file, identity) = open()?;
+        let first = Self::read_pass(path, file, opts, parser, &HashMap::new())?;
+        let wanted = first.linked_from_outside(&opts.keep);
+        if wanted.is_empty() {
+            return Ok(first);
+        }
+        drop(first);
+        let (file, again) = open()?;
+        if again != identity {
+            return Err(ArchiveError::Changed {
+                archive: path.to_path_buf(),
+            });
+        }
+        Self::read_pass(path, file, opts, parser, &wanted)
     }
 
     /// Reads an archive from `source` (standard input, say) in one pass;
-    /// `name` is what messages call it.
+    /// `name` is what messages call it. Files that links lead to outside the
+    /// directories kept by default would need a second pass, which a stream
+    /// cannot give: that is an error.
     pub fn from_reader<P>(
         name: &Path,
         source: impl Read,
@@ -446,7 +558,27 @@ impl<M: Send> ArchiveTree<M> {
     where
         P: ModuleParser<Parsed = M>,
     {
-        let path = name;
+        let tree = Self::read_pass(name, source, opts, parser, &HashMap::new())?;
+        let wanted = tree.linked_from_outside(&opts.keep);
+        match wanted.keys().min() {
+            None => Ok(tree),
+            Some(first) => Err(ArchiveError::NeedsSecondPass {
+                archive: name.to_path_buf(),
+                entry: String::from_utf8_lossy(first).into_owned(),
+            }),
+        }
+    }
+
+    fn read_pass<P>(
+        path: &Path,
+        source: impl Read,
+        opts: &ArchiveOptions,
+        parser: &P,
+        wanted: &HashMap<Vec<u8>, bool>,
+    ) -> Result<Self, ArchiveError>
+    where
+        P: ModuleParser<Parsed = M>,
+    {
         let spill = match &opts.spill_dir {
             Some(dir) => Some((
                 tempfile::tempfile_in(dir).map_err(|source| ArchiveError::Open {
@@ -457,12 +589,21 @@ impl<M: Send> ArchiveTree<M> {
             )),
             None => None,
         };
+        let in_flight = InFlight {
+            used: Mutex::new(0),
+            freed: Condvar::new(),
+            cap: parser.max_size(),
+        };
         let mut builder = Builder {
             opts,
             max_module_size: parser.max_size(),
             nodes: HashMap::new(),
             slots: Vec::new(),
             failed: Vec::new(),
+            in_flight: &in_flight,
+            kept: 0,
+            tracked: 0,
+            wanted,
             spill,
             links: HashMap::new(),
             notes: Vec::new(),
@@ -470,13 +611,19 @@ impl<M: Send> ArchiveTree<M> {
         builder.nodes.insert(Vec::new(), Node::Dir);
         let workers = rayon::current_num_threads();
         let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(workers * 2 + 2);
+        let in_flight = &in_flight;
+        let window = parser.max_size();
         let (result, parsed) = std::thread::scope(|s| {
             let parser = s.spawn(move || {
                 rx.into_iter()
                     .par_bridge()
                     .map(|job| {
                         let sha: [u8; 32] = Sha256::digest(&job.bytes).into();
-                        (job.slot, parser.parse(&job.bytes), sha)
+                        let parsed = parser.parse(&job.bytes);
+                        let taken = job.bytes.len() as u64;
+                        drop(job.bytes);
+                        in_flight.give(taken);
+                        (job.slot, parsed, sha)
                     })
                     .collect::<Vec<_>>()
             });
@@ -484,6 +631,7 @@ impl<M: Send> ArchiveTree<M> {
                 path,
                 source,
                 opts.max_input_size,
+                window,
                 &mut |entry: RawEntry<'_>| builder.entry(entry, &tx),
             );
             drop(tx);
@@ -503,15 +651,17 @@ impl<M: Send> ArchiveTree<M> {
         for (slot, parsed, sha256) in parsed {
             modules[slot] = Some(ModuleSlot {
                 parsed,
-                sha256,
+                sha256: Some(sha256),
+                refused: None,
                 spill: slots[slot].1,
                 size: slots[slot].0,
             });
         }
-        for (slot, reason, sha256) in failed {
+        for (slot, reason) in failed {
             modules[slot] = Some(ModuleSlot {
-                parsed: parser.unread(reason),
-                sha256,
+                parsed: parser.refused(reason.clone()),
+                sha256: None,
+                refused: Some(reason),
                 spill: None,
                 size: slots[slot].0,
             });
@@ -521,7 +671,8 @@ impl<M: Send> ArchiveTree<M> {
             .map(|m| {
                 m.unwrap_or_else(|| ModuleSlot {
                     parsed: parser.unread("module parser failed".into()),
-                    sha256: [0; 32],
+                    sha256: None,
+                    refused: None,
                     spill: None,
                     size: 0,
                 })
@@ -538,6 +689,91 @@ impl<M: Send> ArchiveTree<M> {
         tree.finish();
         Ok(tree)
     }
+}
+
+impl<M> ArchiveTree<M> {
+    /// Files the pipeline may read that a pass did not keep because they lie
+    /// outside the directories kept by default, reached through symlinks:
+    /// modules (and `modules.order`, `modules.builtin*`) found by walking
+    /// every module directory as discovery walks it, depmod.d files of a
+    /// linked depmod.d directory, and the `keep` files. Canonical paths, with
+    /// whether each is to be read as a module.
+    fn linked_from_outside(&self, keep: &[Vec<u8>]) -> HashMap<Vec<u8>, bool> {
+        let mut wanted = HashMap::new();
+        let mut want = |tree: &Self, path: &[u8], module: bool| {
+            if let Ok(canon) = resolve(&tree.nodes, path, true) {
+                let unkept = matches!(
+                    tree.nodes.get(&canon),
+                    Some(Node::File {
+                        data: FileData::Unkept,
+                        ..
+                    })
+                );
+                if unkept && !in_module_dir(&canon) && !in_config_dir(&canon) {
+                    wanted.insert(canon, module);
+                }
+            }
+        };
+        for root in MODULE_DIRS {
+            let Ok(versions) = self.entries(root.as_bytes()) else {
+                continue;
+            };
+            for version in versions.iter().filter(|e| e.kind == EntryKind::Dir) {
+                let dir = join2(root.as_bytes(), &version.name);
+                for name in [
+                    "modules.order",
+                    "modules.builtin",
+                    "modules.builtin.modinfo",
+                ] {
+                    want(self, &join2(&dir, name.as_bytes()), false);
+                }
+                let mut seen = HashSet::new();
+                let mut pending = vec![dir];
+                while let Some(dir) = pending.pop() {
+                    if !self.canonical_dir(&dir).is_some_and(|id| seen.insert(id)) {
+                        continue;
+                    }
+                    for entry in self.entries(&dir).unwrap_or_default() {
+                        if SKIPPED_NAMES.contains(&entry.name.as_slice()) {
+                            continue;
+                        }
+                        let path = join2(&dir, &entry.name);
+                        match entry.kind {
+                            EntryKind::Dir => pending.push(path),
+                            EntryKind::File if is_module_file(&entry.name) => {
+                                want(self, &path, true)
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+        for dir in CONFIG_DIRS {
+            for entry in self.entries(dir.as_bytes()).unwrap_or_default() {
+                if entry.kind == EntryKind::File {
+                    want(self, &join2(dir.as_bytes(), &entry.name), false);
+                }
+            }
+        }
+        for path in keep {
+            want(self, path, false);
+        }
+        wanted
+    }
+}
+
+/// What tells whether a file changed between two reads.
+fn file_identity(file: &std::fs::File) -> io::Result<(u64, u64, u64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = file.metadata()?;
+    Ok((
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+    ))
 }
 
 impl<M> ArchiveTree<M> {
@@ -611,8 +847,9 @@ impl<M> ArchiveTree<M> {
     }
 }
 
-impl<M: Sync> Tree for ArchiveTree<M> {
-    fn read_dir(&self, path: &[u8]) -> io::Result<Vec<DirEntry>> {
+impl<M> ArchiveTree<M> {
+    /// [`Tree::read_dir`].
+    fn entries(&self, path: &[u8]) -> io::Result<Vec<DirEntry>> {
         let (canon, node) = self.node(path)?;
         if !matches!(node, Node::Dir) {
             return Err(io::Error::other("Not a directory"));
@@ -624,9 +861,25 @@ impl<M: Sync> Tree for ArchiveTree<M> {
             .iter()
             .map(|name| DirEntry {
                 name: name.clone(),
-                kind: self.kind(&join2(&canon, name)).unwrap_or(EntryKind::Other),
+                kind: self
+                    .node(&join2(&canon, name))
+                    .map_or(EntryKind::Other, |(_, n)| Self::kind_of(n)),
             })
             .collect())
+    }
+
+    /// [`Tree::dir_id`].
+    fn canonical_dir(&self, path: &[u8]) -> Option<DirId> {
+        match self.node(path).ok()? {
+            (canon, Node::Dir) => Some(DirId::Path(canon)),
+            _ => None,
+        }
+    }
+}
+
+impl<M: Sync> Tree for ArchiveTree<M> {
+    fn read_dir(&self, path: &[u8]) -> io::Result<Vec<DirEntry>> {
+        self.entries(path)
     }
 
     fn read(&self, path: &[u8]) -> io::Result<Contents> {
@@ -643,7 +896,10 @@ impl<M: Sync> Tree for ArchiveTree<M> {
                             file.read_exact_at(&mut buf, at)?;
                             Ok(Contents::Owned(buf))
                         }
-                        _ => Err(io::Error::other("module contents were not kept from the archive")),
+                        _ => Err(match &m.refused {
+                            Some(refused) => refused.clone().into_io(),
+                            None => io::Error::other("module contents were not kept from the archive"),
+                        }),
                     }
                 }
                 FileData::Unkept => Err(io::Error::other(
@@ -657,6 +913,10 @@ impl<M: Sync> Tree for ArchiveTree<M> {
 
     fn kind(&self, path: &[u8]) -> Option<EntryKind> {
         self.node(path).ok().map(|(_, n)| Self::kind_of(n))
+    }
+
+    fn dir_id(&self, path: &[u8]) -> Option<DirId> {
+        self.canonical_dir(path)
     }
 
     fn link_target(&self, path: &[u8]) -> Option<Vec<u8>> {
@@ -685,7 +945,11 @@ impl<M: Sync> Tree for ArchiveTree<M> {
                 },
             ) => {
                 let m = &self.modules[*slot];
-                Ok((m.size, m.sha256))
+                match (m.sha256, &m.refused) {
+                    (Some(sha256), _) => Ok((m.size, sha256)),
+                    (None, Some(refused)) => Err(refused.clone().into_io()),
+                    (None, None) => Err(io::Error::other("module contents were not read")),
+                }
             }
             _ => {
                 let bytes = self.read(path)?;

@@ -9,21 +9,25 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
-use super::{Contents, DirEntry, EntryKind, Tree};
+use super::{Contents, DirEntry, DirId, EntryKind, Tree};
+use crate::util::{HashWriter, Refused};
 
 /// Size and SHA-256 of a file.
 pub type FileDigest = (u64, [u8; 32]);
 
 /// Symlinks followed in one lookup before giving up, as Linux's ELOOP limit.
 const MAX_LINKS: usize = 40;
+
+/// A path as its components.
+type Parts = Vec<Vec<u8>>;
 
 /// A directory on disk, read in place and never modified.
 pub struct DirTree {
@@ -36,6 +40,39 @@ pub struct DirTree {
     digests: Mutex<HashMap<Vec<u8>, FileDigest>>,
     /// Resolved paths of entries seen in listings that are not symlinks.
     plain: Mutex<HashSet<Vec<u8>>>,
+    /// Largest file read or opened; no limit unless set.
+    max_file_size: u64,
+    /// Host directories that absolute link targets may lead into:
+    /// `(prefix as given, prefix with the host's own links resolved)`, both
+    /// as path components.
+    follow: Vec<(Parts, Parts)>,
+}
+
+/// A path resolved by [`DirTree`]: inside the root, or (through a link
+/// under a `--follow-links-under` prefix) an absolute host path. As bytes,
+/// a host path keeps its leading `/` and a path inside the root has none.
+#[derive(Clone)]
+struct Resolved {
+    on_host: bool,
+    parts: Vec<Vec<u8>>,
+}
+
+impl Resolved {
+    fn parse(bytes: &[u8]) -> Self {
+        Resolved {
+            on_host: bytes.first() == Some(&b'/'),
+            parts: split(bytes),
+        }
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        let joined = self.parts.join(&b'/');
+        if self.on_host {
+            [b"/", joined.as_slice()].concat()
+        } else {
+            joined
+        }
+    }
 }
 
 impl DirTree {
@@ -46,17 +83,42 @@ impl DirTree {
             dirs: Mutex::new(HashMap::new()),
             digests: Mutex::new(HashMap::new()),
             plain: Mutex::new(HashSet::new()),
+            max_file_size: u64::MAX,
+            follow: Vec::new(),
         }
     }
 
-    /// Opens the file at `path` (symlinks resolved inside the root), for a
-    /// reader that wants more control than [`Tree::read`] gives.
-    pub fn open(&self, path: &[u8]) -> io::Result<fs::File> {
-        fs::File::open(self.host_path(path)?)
+    /// The largest file [`Tree::read`], [`Tree::digest`] and
+    /// [`DirTree::open`] accept; a larger one is [`Refused::TooLarge`].
+    pub fn max_file_size(mut self, limit: u64) -> Self {
+        self.max_file_size = limit;
+        self
+    }
+
+    /// Lets absolute symlink targets under these host directories (such as
+    /// `/nix/store`) resolve on the host instead of inside the root. Links
+    /// met there follow the same rule, and nothing may leave the prefixes.
+    pub fn follow_links_under(mut self, prefixes: &[PathBuf]) -> Self {
+        for prefix in prefixes {
+            let given = split(prefix.as_os_str().as_bytes());
+            let canonical = fs::canonicalize(prefix)
+                .map(|p| split(p.as_os_str().as_bytes()))
+                .unwrap_or_else(|_| given.clone());
+            self.follow.push((given, canonical));
+        }
+        self
+    }
+
+    /// Opens the regular file at `path` (symlinks resolved inside the
+    /// root), for a reader that wants more control than [`Tree::read`]
+    /// gives: never blocking, and refusing special files and files over the
+    /// size limit. Returns the file and its length.
+    pub fn open(&self, path: &[u8]) -> io::Result<(fs::File, u64)> {
+        self.open_limited(path, self.max_file_size)
     }
 
     /// Where the entry at `path` is on the host (symlinks resolved inside
-    /// the root).
+    /// the root, or under a `follow_links_under` prefix).
     pub fn host_path(&self, path: &[u8]) -> io::Result<PathBuf> {
         Ok(self.host(&self.resolve(path)?))
     }
@@ -71,7 +133,9 @@ impl DirTree {
     }
 
     fn host(&self, resolved: &[u8]) -> PathBuf {
-        if resolved.is_empty() {
+        if resolved.first() == Some(&b'/') {
+            PathBuf::from(std::ffi::OsStr::from_bytes(resolved))
+        } else if resolved.is_empty() {
             self.root.clone()
         } else {
             self.root.join(std::ffi::OsStr::from_bytes(resolved))
@@ -90,7 +154,11 @@ impl DirTree {
         let base = match cached {
             Some(base) => base,
             None => {
-                let base = self.resolve_from(Vec::new(), parent, true)?.join(&b'/');
+                let start = Resolved {
+                    on_host: false,
+                    parts: Vec::new(),
+                };
+                let base = self.resolve_from(start, parent, true)?.to_bytes();
                 if let Ok(mut dirs) = self.dirs.lock() {
                     dirs.insert(parent.to_vec(), base.clone());
                 }
@@ -103,16 +171,30 @@ impl DirTree {
         if self.plain.lock().is_ok_and(|p| p.contains(&joined)) {
             return Ok(joined);
         }
-        self.resolve_from(split(&base), name, false)
-            .map(|c| c.join(&b'/'))
+        self.resolve_from(Resolved::parse(&base), name, false)
+            .map(|r| r.to_bytes())
     }
 
-    fn resolve_from(
-        &self,
-        start: Vec<Vec<u8>>,
-        path: &[u8],
-        whole: bool,
-    ) -> io::Result<Vec<Vec<u8>>> {
+    /// Where an absolute link target leads on the host, if it lies under a
+    /// `--follow-links-under` prefix: the canonical prefix, and the rest.
+    fn followed(&self, target: &[u8]) -> Option<(Parts, Parts)> {
+        let parts = split(target);
+        self.follow.iter().find_map(|(given, canonical)| {
+            [given, canonical]
+                .into_iter()
+                .find(|prefix| parts.starts_with(prefix))
+                .map(|prefix| (canonical.clone(), parts[prefix.len()..].to_vec()))
+        })
+    }
+
+    /// Whether a host path stays under one of the prefixes.
+    fn allowed_on_host(&self, parts: &[Vec<u8>]) -> bool {
+        self.follow
+            .iter()
+            .any(|(_, canonical)| parts.starts_with(canonical))
+    }
+
+    fn resolve_from(&self, start: Resolved, path: &[u8], whole: bool) -> io::Result<Resolved> {
         let mut resolved = start;
         let mut pending: Vec<Vec<u8>> = split(path).into_iter().rev().collect();
         let mut links = 0;
@@ -120,13 +202,19 @@ impl DirTree {
             match part.as_slice() {
                 b"" | b"." => continue,
                 b".." => {
-                    resolved.pop();
+                    resolved.parts.pop();
+                    if resolved.on_host && !self.allowed_on_host(&resolved.parts) {
+                        return Err(io::Error::new(
+                            io::ErrorKind::NotFound,
+                            "the link leads out of the --follow-links-under directories",
+                        ));
+                    }
                     continue;
                 }
                 _ => {}
             }
-            resolved.push(part);
-            let host = self.host(&resolved.join(&b'/'));
+            resolved.parts.push(part);
+            let host = self.host(&resolved.to_bytes());
             let meta = match fs::symlink_metadata(&host) {
                 Ok(meta) => meta,
                 Err(_) if pending.is_empty() && !whole => return Ok(resolved),
@@ -137,17 +225,80 @@ impl DirTree {
             }
             links += 1;
             if links > MAX_LINKS {
-                return Err(io::Error::from_raw_os_error(40)); // ELOOP
+                return Err(io::Error::from_raw_os_error(libc::ELOOP));
             }
             let target = fs::read_link(&host)?.into_os_string().into_vec();
-            resolved.pop();
+            resolved.parts.pop();
             if target.first() == Some(&b'/') {
-                resolved.clear();
+                let (on_host, parts, rest) = match self.followed(&target) {
+                    Some((prefix, rest)) => (true, prefix, rest),
+                    None => (false, Vec::new(), split(&target)),
+                };
+                resolved = Resolved { on_host, parts };
+                pending.extend(rest.into_iter().rev());
+            } else {
+                pending.extend(split(&target).into_iter().rev());
             }
-            pending.extend(split(&target).into_iter().rev());
         }
         Ok(resolved)
     }
+
+    /// Opens a regular file without ever blocking: the type is checked before
+    /// opening (so a device is never opened) and again on the open file
+    /// (`O_NONBLOCK` keeps a FIFO swapped in meanwhile from blocking the open;
+    /// `O_NOFOLLOW` refuses a symlink swapped in).
+    fn open_regular(&self, path: &[u8]) -> io::Result<(fs::File, u64)> {
+        let host = self.host_path(path)?;
+        Refused::check_type(fs::metadata(&host)?.file_type()).map_err(Refused::into_io)?;
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_NOCTTY)
+            .open(&host)?;
+        let meta = file.metadata()?;
+        Refused::check_type(meta.file_type()).map_err(Refused::into_io)?;
+        Ok((file, meta.len()))
+    }
+
+    /// [`Self::open_regular`], refusing files over `limit` bytes.
+    fn open_limited(&self, path: &[u8], limit: u64) -> io::Result<(fs::File, u64)> {
+        let (file, len) = self.open_regular(path)?;
+        if len > limit {
+            return Err(Refused::TooLarge {
+                size: Some(len),
+                limit,
+                decompressed: false,
+            }
+            .into_io());
+        }
+        Ok((file, len))
+    }
+}
+
+/// Reads a file named on the command line (such as `--symvers FILE`) from
+/// the host, whole, refusing more than `limit` bytes. Regular files and
+/// pipes are read (so `--symvers <(zcat Module.symvers.gz)` works); devices,
+/// sockets and directories are refused without being opened.
+pub fn read_host_file(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileTypeExt;
+    let file_type = fs::metadata(path)?.file_type();
+    if !file_type.is_fifo() {
+        Refused::check_type(file_type).map_err(Refused::into_io)?;
+    }
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(path)?;
+    let mut bytes = Vec::new();
+    file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(Refused::TooLarge {
+            size: None,
+            limit,
+            decompressed: false,
+        }
+        .into_io());
+    }
+    Ok(bytes)
 }
 
 fn split(path: &[u8]) -> Vec<Vec<u8>> {
@@ -206,21 +357,29 @@ impl Tree for DirTree {
     }
 
     fn read(&self, path: &[u8]) -> io::Result<Contents> {
-        let file = fs::File::open(self.host_path(path)?)?;
-        let len = file.metadata()?.len();
+        let (file, len) = self.open_limited(path, self.max_file_size)?;
         if len == 0 {
             return Ok(Contents::Owned(Vec::new()));
         }
         // SAFETY: the tree is treated as read-only input; if another process
         // truncates a file while we map it, reading may fault, as with any
         // mmap-based reader (kmod included).
-        let map = unsafe { memmap2::Mmap::map(&file)? };
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .len(usize::try_from(len).map_err(io::Error::other)?)
+                .map(&file)?
+        };
         Ok(Contents::Mapped(map))
     }
 
     fn kind(&self, path: &[u8]) -> Option<EntryKind> {
         let host = self.host_path(path).ok()?;
         fs::metadata(host).ok().map(|m| kind_of(&m))
+    }
+
+    fn dir_id(&self, path: &[u8]) -> Option<DirId> {
+        let meta = fs::metadata(self.host_path(path).ok()?).ok()?;
+        meta.is_dir().then(|| DirId::Inode(meta.dev(), meta.ino()))
     }
 
     fn link_target(&self, path: &[u8]) -> Option<Vec<u8>> {
@@ -242,8 +401,10 @@ impl Tree for DirTree {
         if let Some(known) = self.digests.lock().ok().and_then(|d| d.get(path).copied()) {
             return Ok(known);
         }
-        let bytes = self.read(path)?;
-        Ok((bytes.len() as u64, Sha256::digest(&*bytes).into()))
+        let (file, len) = self.open_limited(path, self.max_file_size)?;
+        let mut hasher = Sha256::new();
+        let copied = io::copy(&mut file.take(len), &mut HashWriter(&mut hasher))?;
+        Ok((copied, hasher.finalize().into()))
     }
 
     fn executable(&self, path: &[u8]) -> bool {

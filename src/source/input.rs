@@ -82,7 +82,11 @@ pub fn open_input<P: ModuleParser>(
         source,
     })?;
     if meta.is_dir() {
-        Ok(Input::Dir(DirTree::new(path)))
+        Ok(Input::Dir(
+            DirTree::new(path)
+                .max_file_size(parser.max_size())
+                .follow_links_under(&opts.follow_links_under),
+        ))
     } else if meta.is_file() {
         Ok(Input::Archive(ArchiveTree::open(path, opts, parser)?))
     } else {

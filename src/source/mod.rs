@@ -33,6 +33,18 @@ pub trait ModuleParser: Sync {
     fn parse(&self, bytes: &[u8]) -> Self::Parsed;
     /// What is kept of a module that could not be read, and why.
     fn unread(&self, reason: String) -> Self::Parsed;
+    /// What is kept of a module refused unread (over the size limit).
+    fn refused(&self, reason: crate::util::Refused) -> Self::Parsed;
+}
+
+/// Identifies a directory, so that a walk following symlinks can tell when it
+/// comes back to one it has seen.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum DirId {
+    /// Device and inode of a directory on disk.
+    Inode(u64, u64),
+    /// The canonical path of a directory in an archive.
+    Path(Vec<u8>),
 }
 
 /// What a directory entry is, after following symlinks.
@@ -88,6 +100,10 @@ pub trait Tree: Sync {
 
     /// Where the symlink at `path` points, if `path` itself is a symlink.
     fn link_target(&self, path: &[u8]) -> Option<Vec<u8>>;
+
+    /// The identity of the directory at `path` (following symlinks), if it
+    /// is one.
+    fn dir_id(&self, path: &[u8]) -> Option<DirId>;
 
     /// A human-readable name for `path`, for messages.
     fn display(&self, path: &[u8]) -> String;

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::io;
 use std::sync::Mutex;
 
-use super::{Contents, DirEntry, EntryKind, Tree};
+use super::{Contents, DirEntry, DirId, EntryKind, Tree};
 
 /// A tree that notes every file read through it.
 pub struct Recording<'a> {
@@ -47,6 +47,10 @@ impl Tree for Recording<'_> {
 
     fn kind(&self, path: &[u8]) -> Option<EntryKind> {
         self.inner.kind(path)
+    }
+
+    fn dir_id(&self, path: &[u8]) -> Option<DirId> {
+        self.inner.dir_id(path)
     }
 
     fn link_target(&self, path: &[u8]) -> Option<Vec<u8>> {

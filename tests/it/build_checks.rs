@@ -251,9 +251,58 @@ fn unreadable_modules_fail_strict() {
     let dir = work.path().join("lib/modules/6.1.0-x/kernel");
     fs::create_dir_all(&dir).unwrap();
     fs::write(dir.join("broken.ko"), b"not an elf file").unwrap();
+    // Nothing readable at all: never an index, whatever the flags.
+    for flags in [&[][..], &["--strict"]] {
+        let (run, out) = build_in_temp(work.path(), flags);
+        assert_eq!(run.status.code(), Some(2), "{flags:?}");
+        assert!(String::from_utf8_lossy(&run.stderr).contains("broken.ko"));
+        assert_eq!(fs::read_dir(out.path()).unwrap().count(), 0);
+    }
+    fs::copy(
+        repo().join("fixtures/trees/basic/lib/modules/6.1.0-fixture/kernel/drivers/bus/mid_bus.ko"),
+        dir.join("mid_bus.ko"),
+    )
+    .unwrap();
     let (run, out) = build_in_temp(work.path(), &["--strict"]);
     assert_eq!(run.status.code(), Some(1));
     assert_eq!(fs::read_dir(out.path()).unwrap().count(), 0);
     let (run, _out) = build_in_temp(work.path(), &[]);
     assert!(run.status.success());
+}
+
+/// `--kernel-version-file` tells a build system which kernel an input held
+/// (the Bazel rule's `kernel_version_file`).
+#[test]
+fn kernel_version_file_names_the_kernel_found_in_the_input() {
+    let scratch = tempfile::tempdir().unwrap();
+    let file = scratch.path().join("version");
+    let (run, _out) = build_in_temp(
+        &repo().join("fixtures/trees/basic"),
+        &["--kernel-version-file", file.to_str().unwrap()],
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(fs::read_to_string(&file).unwrap(), format!("{VERSION}\n"));
+}
+
+#[test]
+fn kernel_version_file_is_not_written_when_strict_fails() {
+    let root = symvers_tree();
+    let scratch = tempfile::tempdir().unwrap();
+    let file = scratch.path().join("version");
+    let (run, _out) = build_in_temp(
+        &root,
+        &[
+            "--symvers",
+            root.join("Module.symvers").to_str().unwrap(),
+            "--strict",
+            "--kernel-version-file",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.status.code(), Some(1));
+    assert!(!file.exists(), "a failed build wrote {}", file.display());
 }

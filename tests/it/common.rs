@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
@@ -260,12 +262,25 @@ pub fn corpus_dir() -> Option<PathBuf> {
 /// Debian's depmod (kmod 30), the live oracle. Without it the comparison is
 /// skipped loudly, except in CI, where .ci/run installs it.
 pub fn live_depmod30() -> Option<PathBuf> {
-    let found = ["/usr/sbin/depmod", "/sbin/depmod"]
+    live_kmod30("depmod")
+}
+
+/// Debian's modprobe (kmod 30), the live oracle of `query deps` and
+/// `query resolve`; as [`live_depmod30`].
+pub fn live_modprobe30() -> Option<PathBuf> {
+    live_kmod30("modprobe")
+}
+
+/// Debian's kmod 30 tool `name` in /usr/sbin or /sbin.
+fn live_kmod30(name: &str) -> Option<PathBuf> {
+    let found = ["/usr/sbin", "/sbin"]
         .into_iter()
-        .map(PathBuf::from)
+        .map(|dir| Path::new(dir).join(name))
         .find(|p| p.exists());
     if found.is_none() {
-        missing("Debian's depmod (apt-get install kmod) for the live depmod 30 comparison");
+        missing(&format!(
+            "Debian's {name} (apt-get install kmod) for the live {name} 30 comparison"
+        ));
     }
     found
 }
@@ -411,3 +426,237 @@ macro_rules! for_each_kernel {
     };
 }
 pub(crate) use for_each_kernel;
+
+// ---------------------------------------------------------------------------
+// Walking a tree and packing it.
+
+/// One entry of a tree to pack.
+#[derive(Clone)]
+pub enum Item {
+    Dir,
+    File(Vec<u8>, u32),
+    Symlink(Vec<u8>),
+}
+
+/// Every entry below `root`, by relative path (sorted).
+pub fn walk(root: &Path) -> Vec<(String, Item)> {
+    fn go(root: &Path, rel: &str, out: &mut Vec<(String, Item)>) {
+        let dir = if rel.is_empty() {
+            root.to_path_buf()
+        } else {
+            root.join(rel)
+        };
+        let mut names: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for name in names {
+            let child = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            let path = root.join(&child);
+            let meta = fs::symlink_metadata(&path).unwrap();
+            if meta.file_type().is_symlink() {
+                let t = fs::read_link(&path).unwrap();
+                out.push((
+                    child,
+                    Item::Symlink(t.to_string_lossy().as_bytes().to_vec()),
+                ));
+            } else if meta.is_dir() {
+                out.push((child.clone(), Item::Dir));
+                go(root, &child, out);
+            } else {
+                out.push((
+                    child,
+                    Item::File(fs::read(&path).unwrap(), meta.permissions().mode() & 0o7777),
+                ));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    go(root, "", &mut out);
+    out
+}
+
+/// A tar of `items` with the given mtime and owner.
+pub fn tar_of(items: &[(String, Item)], mtime: u64, uid: u64) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, item) in items {
+        let mut h = tar::Header::new_gnu();
+        h.set_mtime(mtime);
+        h.set_uid(uid);
+        h.set_gid(uid);
+        match item {
+            Item::Dir => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                h.set_size(0);
+                b.append_data(&mut h, format!("{path}/"), &[][..]).unwrap();
+            }
+            Item::File(data, mode) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(*mode);
+                h.set_size(data.len() as u64);
+                b.append_data(&mut h, path, &data[..]).unwrap();
+            }
+            Item::Symlink(target) => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_mode(0o777);
+                h.set_size(0);
+                b.append_link(
+                    &mut h,
+                    path,
+                    std::ffi::OsStr::new(std::str::from_utf8(target).unwrap()),
+                )
+                .unwrap();
+            }
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+/// A newc cpio of `items` (crc format if `crc`), NUL-padded to 512 bytes.
+pub fn cpio_of(items: &[(String, Item)], crc: bool, mtime: u32) -> Vec<u8> {
+    let mut w = Vec::new();
+    for (i, (path, item)) in items.iter().enumerate() {
+        let b = cpio::newc::Builder::new(path)
+            .ino(i as u32 + 100)
+            .uid(1000)
+            .gid(1000)
+            .mtime(mtime);
+        let (b, data): (_, Vec<u8>) = match item {
+            Item::Dir => (b.mode(0o040755).nlink(2), Vec::new()),
+            Item::File(data, mode) => (b.mode(0o100000 | mode).nlink(1), data.clone()),
+            Item::Symlink(t) => (b.mode(0o120777).nlink(1), t.clone()),
+        };
+        let mut writer = if crc {
+            let sum = data.iter().fold(0u32, |s, &b| s.wrapping_add(u32::from(b)));
+            b.write_crc(w, data.len() as u32, sum)
+        } else {
+            b.write(w, data.len() as u32)
+        };
+        writer.write_all(&data).unwrap();
+        w = writer.finish().unwrap();
+    }
+    let mut w = cpio::newc::trailer(w).unwrap();
+    while w.len() % 512 != 0 {
+        w.push(0);
+    }
+    w
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+pub fn xz(data: &[u8]) -> Vec<u8> {
+    let mut e = liblzma::write::XzEncoder::new(Vec::new(), 0);
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+pub fn zstd(data: &[u8]) -> Vec<u8> {
+    zstd::encode_all(data, 1).unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// Running the binary under a time limit, measuring its memory.
+
+/// What a bounded run of the binary gave.
+pub struct Bounded {
+    /// The exit status, or `None` when a signal ended it.
+    pub status: Option<i32>,
+    pub signal: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    /// The child's peak resident set size, from `wait4`.
+    pub peak_rss_kib: u64,
+    pub elapsed: std::time::Duration,
+}
+
+/// Runs kmodidx with `args` and `env` in `cwd`, killing it (and failing)
+/// after `timeout`. The peak RSS comes from `/usr/bin/time`, which reads the
+/// kernel's own account (`wait4`) of a child it forked itself: a child
+/// forked straight from this (large, multi-threaded) test process would
+/// inherit its peak, since Linux carries the peak of the image an `exec`
+/// replaces.
+pub fn run_bounded(
+    args: &[&std::ffi::OsStr],
+    env: &[(&str, &str)],
+    cwd: &Path,
+    timeout: std::time::Duration,
+) -> Bounded {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    let started = std::time::Instant::now();
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = Command::new("/usr/bin/time");
+    cmd.arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(report.path())
+        .arg(env!("CARGO_BIN_EXE_kmodidx"))
+        .args(args)
+        .current_dir(cwd)
+        .process_group(0)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .spawn()
+        .expect("run kmodidx under /usr/bin/time (apt-get install time)");
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = pipe.read_to_end(&mut text);
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > timeout {
+            // SAFETY: signals our own process group (time and kmodidx).
+            unsafe {
+                libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL);
+            }
+            let _ = child.wait();
+            panic!("kmodidx {args:?} did not finish within {timeout:?}; killed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let elapsed = started.elapsed();
+    let report = fs::read_to_string(report.path()).unwrap();
+    let signal = report
+        .lines()
+        .find_map(|l| l.strip_prefix("Command terminated by signal "))
+        .and_then(|n| n.trim().parse().ok());
+    let peak_rss_kib = report
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("/usr/bin/time reports the peak RSS");
+    Bounded {
+        status: if signal.is_some() {
+            None
+        } else {
+            status.code()
+        },
+        signal,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+        peak_rss_kib,
+        elapsed,
+    }
+}

@@ -158,3 +158,51 @@ mod drop_in_depmod_with_symvers_matches_kmod34 {
         drop_in_writes_the_reference(kernel, &["-e", "-E", symvers]);
     });
 }
+
+/// Issue 9: a buildEnv-style symlink forest of each corpus kernel (real
+/// directories; every file, modules included, an absolute link into a
+/// "store" outside the input: the unpacked package). Without
+/// `--follow-links-under` the links resolve inside the input, lead nowhere,
+/// and the build stops with exit status 2 (also with `--strict`); with it,
+/// the index is depmod 34.2's.
+mod symlink_forest_matches_kmod34 {
+    use super::*;
+    for_each_kernel!(|kernel: &Kernel| {
+        let work = tempfile::tempdir().unwrap();
+        let store = &kernel.root;
+        let forest = work.path().join("forest");
+        fn mirror(from: &std::path::Path, to: &std::path::Path) {
+            fs::create_dir_all(to).unwrap();
+            for entry in fs::read_dir(from).unwrap() {
+                let entry = entry.unwrap();
+                let (src, dst) = (entry.path(), to.join(entry.file_name()));
+                if entry.file_type().unwrap().is_dir() {
+                    mirror(&src, &dst);
+                } else {
+                    std::os::unix::fs::symlink(&src, &dst).unwrap();
+                }
+            }
+        }
+        mirror(store, &forest);
+        let out = work.path().join("out");
+        for extra in [&[][..], &["--strict"]] {
+            let run = kmodidx_build(&forest, &out, extra, &[]);
+            let stderr = String::from_utf8_lossy(&run.stderr);
+            assert_eq!(run.status.code(), Some(2), "{extra:?}: {stderr}");
+            assert!(stderr.contains("--follow-links-under"), "{stderr}");
+            assert!(!out.exists());
+        }
+        let follow = ["--follow-links-under", store.to_str().unwrap()];
+        let run = kmodidx_build(&forest, &out, &follow, &[]);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert_same_files(
+            &format!("{} forest vs ref-34.2", kernel.version),
+            &reference(kernel),
+            &index_files(&out.join("lib/modules").join(&kernel.version)),
+        );
+    });
+}

@@ -6,12 +6,17 @@
 mod common;
 
 mod archives;
+mod bazel;
 mod build_checks;
 mod build_cli;
+mod check;
 mod corpus;
 mod depmod_cli;
 mod extra_kernels;
 mod fixturegen;
 mod fixtures;
+mod fuzz_regressions;
+mod hostile;
 mod input_digest;
+mod query;
 mod robustness;
