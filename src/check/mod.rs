@@ -112,7 +112,7 @@ pub struct Report {
 pub fn check(from: &Path, opts: &Options) -> Result<Report, BuildError> {
     let opts = Options {
         staged: false,
-        input_digest: false,
+        input_digest: build::DigestScope::Off,
         strict: false,
         spill_dir: None,
         ..opts.clone()

@@ -18,5 +18,6 @@ mod fixturegen;
 mod fixtures;
 mod fuzz_regressions;
 mod hostile;
+mod input_digest;
 mod query;
 mod robustness;
