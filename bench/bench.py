@@ -43,8 +43,13 @@ SCALE_KVER = "6.1.0-scale"
 SCALE_SIZES = [1000, 10000, 60000]
 GIB = 1 << 30
 
-# Targets from issue #5 (ratios are depmod time / kmodidx time, wall clock).
-TARGET_RATIO = {"6.1": 3.0, "6.12": 1.9, "archive": 3.0}
+# Targets (ratios are depmod time / kmodidx time, wall clock): issue #5 for
+# the corpus's cloud kernels and the archive rows, issue #10 for the big
+# amd64 kernels of --debs (kmodidx with its default manifest).
+TARGET_RATIO = {"kernel-6.1": 3.0, "kernel-6.12": 1.9, "archive": 3.0,
+                "kernel-6.1-amd64": 2.8, "kernel-6.12-amd64": 1.9}
+TARGET_ISSUE = {"kernel-6.1": 5, "kernel-6.12": 5, "kernel-6.1-amd64": 10,
+                "kernel-6.12-amd64": 10}
 LINEARITY_TOLERANCE = 0.30
 
 
@@ -355,10 +360,17 @@ class Context:
         self.args = args
         self.workdir = Path(args.workdir).resolve()
         self.kmodidx = REPO / "target/release/kmodidx"
-        # depmod writes no manifest, so by default neither does kmodidx: the
-        # same work on both sides. --manifest measures kmodidx's default,
-        # which also hashes every input file for the manifest.
-        self.manifest_args = [] if args.manifest else ["--no-manifest"]
+        # kmodidx runs as a user runs it: with its default manifest, whose
+        # input digest covers the parts of each module depmod parses.
+        # --no-manifest measures the same work as depmod's; --input-digest
+        # whole hashes every module file whole.
+        if args.no_manifest:
+            self.manifest_args = ["--no-manifest"]
+        elif args.input_digest:
+            self.manifest_args = ["--input-digest", args.input_digest]
+        else:
+            self.manifest_args = []
+        self.debs = Path(args.debs).resolve() if args.debs else None
         self.fixturegen = REPO / "target/release/kmodidx-fixturegen"
         self.depmod = args.depmod
         self.corpus = Path(args.corpus).resolve()
@@ -369,7 +381,7 @@ class Context:
         return f"{path} {st.st_size} {st.st_mtime_ns}"
 
     def unpack_deb(self, deb):
-        """Unpacks a corpus .deb once into the work dir; returns its root."""
+        """Unpacks a kernel .deb once into the work dir; returns its root."""
         root = self.workdir / "corpus" / deb.name.split("_")[0]
         stamp = root.with_name(root.name + ".stamp")
         want = f"{self.stamp_of(deb)}\n"
@@ -383,6 +395,12 @@ class Context:
         sh(["dpkg-deb", "-x", deb, root])
         stamp.write_text(want)
         return root
+
+    def module_count_plain(self, root, kver):
+        n = 0
+        for _, _, files in os.walk(Path(root) / "lib/modules" / kver):
+            n += sum(1 for f in files if f.endswith(".ko"))
+        return n
 
     def module_count(self, root, kver):
         n = 0
@@ -400,6 +418,8 @@ def kernel_of(root):
 
 
 def corpus_workloads(ctx, wanted):
+    if not wanted & {"kernel-6.1", "kernel-6.12", "archive-6.1", "archive-6.12"}:
+        return []
     debs = sorted((ctx.corpus / "debian").glob("linux-image-*.deb"))
     if not debs:
         die(f"no linux-image-*.deb in {ctx.corpus / 'debian'}")
@@ -426,6 +446,44 @@ def corpus_workloads(ctx, wanted):
     # Unpacked trees first, then archives; each in kernel version order.
     return [out[k] for k in sorted(out, key=lambda k: (k.startswith("archive"),
                                                        [int(x) for x in k.split("-")[1].split(".")]))]
+
+
+def deb_parts(deb):
+    """(kernel version, short version, flavour) from a linux-image .deb name."""
+    kver = deb.name.split("_")[0].removeprefix("linux-image-").removesuffix("-unsigned")
+    short = ".".join(kver.split(".")[:2])  # 6.1, 6.12
+    # 6.1.0-56-amd64 -> amd64; 6.12.115+deb12-cloud-amd64 -> cloud-amd64
+    parts = kver.split("-")
+    flavour = "-".join(parts[2:] if len(parts) > 2 and parts[1].isdigit() else parts[1:])
+    return kver, short, flavour
+
+
+def extra_keys(ctx):
+    """Workload keys of the kernel packages in --debs."""
+    if ctx.debs is None:
+        return []
+    return sorted({f"kernel-{deb_parts(d)[1]}-{deb_parts(d)[2]}"
+                   for d in ctx.debs.glob("linux-image-*.deb")})
+
+
+def extra_workloads(ctx, wanted):
+    """Unpacked trees of the kernel packages in --debs (the big amd64
+    kernels of issue #10): `kernel-SHORT-FLAVOUR`."""
+    if ctx.debs is None:
+        return []
+    out = []
+    for deb in sorted(ctx.debs.glob("linux-image-*.deb")):
+        _, short, flavour = deb_parts(deb)
+        key = f"kernel-{short}-{flavour}"
+        if key not in wanted:
+            continue
+        root = ctx.unpack_deb(deb)
+        kver = kernel_of(root)
+        n = ctx.module_count(root, kver)
+        comp = "plain .ko" if ctx.module_count_plain(root, kver) == n else "compressed .ko"
+        out.append(TreeWorkload(ctx, "kernel", key,
+                                f"Debian {kver} ({n} {comp}), unpacked tree", root, kver, n))
+    return out
 
 
 def scale_workloads(ctx, sizes):
@@ -565,12 +623,16 @@ def evaluate(results):
             return (name, f"≥ {want}×", "output mismatch / error", "**not met**")
         return None
 
-    for short in ("6.1", "6.12"):
-        r = by_key.get(f"kernel-{short}")
-        if r is None:
+    kernel_keys = sorted((k for k in by_key if k.startswith("kernel-")),
+                         key=lambda k: (k.count("-"), [int(x) for x in k.split("-")[1].split(".")]))
+    for key in kernel_keys:
+        r = by_key[key]
+        want = TARGET_RATIO.get(key)
+        if want is None:
             continue
-        want = TARGET_RATIO[short]
-        name = f"{short} unpacked: kmodidx ≥ {want}× faster than depmod (wall)"
+        short = key.removeprefix("kernel-").replace("-", " ")
+        issue = TARGET_ISSUE[key]
+        name = f"{short} unpacked: kmodidx ≥ {want}× faster than depmod (wall; issue #{issue})"
         row = unavailable_row(name, want, r)
         if row:
             targets.append(row)
@@ -709,8 +771,10 @@ def write_report(ctx, results, targets, command, load_start, params):
     lines = [
         "# Benchmarks",
         "",
-        "kmodidx (`kmodidx build --compat kmod30"
-        + ("`" if ctx.args.manifest else " --no-manifest`, the same work as depmod does")
+        "kmodidx (`" + shlex.join(["kmodidx", "build", "--compat", "kmod30",
+                                   *ctx.manifest_args]) + "`"
+        + (", the same work as depmod does" if ctx.args.no_manifest else
+           ", with its default manifest" if not ctx.manifest_args else "")
         + ") against Debian's depmod (kmod 30),",
         "run side by side on the same inputs in the same run. Produced by",
         "",
@@ -728,7 +792,7 @@ def write_report(ctx, results, targets, command, load_start, params):
         "",
     ] + machine_info(ctx, load_start) + busy_warning(load_start) + [
         "",
-        "## Targets (issue #5)",
+        "## Targets (issues #5 and #10)",
         "",
         "| target | wanted | measured | status |",
         "|---|---|---|---|",
@@ -819,9 +883,14 @@ def main():
     ap.add_argument("--depmod", default="/sbin/depmod", help="baseline depmod (default %(default)s)")
     ap.add_argument("--output", default="BENCHMARKS.md",
                     help="report file, relative to the repo root (default %(default)s)")
-    ap.add_argument("--manifest", action="store_true",
-                    help="let kmodidx write its manifest (hashing every input); by default it "
-                         "runs with --no-manifest, doing the same work as depmod")
+    ap.add_argument("--no-manifest", action="store_true",
+                    help="run kmodidx with --no-manifest (the same work as depmod); by default "
+                         "it writes its default manifest")
+    ap.add_argument("--input-digest", choices=["parsed", "whole"],
+                    help="run kmodidx with --input-digest SCOPE (default: its default, parsed)")
+    ap.add_argument("--debs", default=os.environ.get("KMODIDX_BENCH_DEBS"),
+                    help="a directory of further linux-image-*.deb (the big amd64 kernels of "
+                         "issue #10; default $KMODIDX_BENCH_DEBS): workloads kernel-SHORT-FLAVOUR")
     ap.add_argument("--no-build", action="store_true", help="skip cargo build --release")
     ap.add_argument("--keep", action="store_true",
                     help="keep each workload's outputs and depmod copies in WORKDIR/runs/")
@@ -831,7 +900,13 @@ def main():
     runs = args.runs if args.runs is not None else (2 if args.quick else 5)
     if runs < 1 or warmup < 0:
         die("--runs must be ≥ 1 and --warmup ≥ 0")
+    if args.no_manifest and args.input_digest:
+        die("--no-manifest and --input-digest exclude each other")
+    if args.debs and not Path(args.debs).is_dir():
+        die(f"--debs {args.debs}: not a directory")
     all_keys = ["kernel-6.1", "kernel-6.12", "archive-6.1", "archive-6.12", "scale"]
+    if args.debs:
+        all_keys += extra_keys(Context(args))
     wanted = set()
     for item in args.only:
         wanted |= {w.strip() for w in item.split(",") if w.strip()}
@@ -867,7 +942,7 @@ def main():
 
     ctx.workdir.mkdir(parents=True, exist_ok=True)
     log(f"preparing inputs in {ctx.workdir}")
-    workloads = corpus_workloads(ctx, wanted)
+    workloads = corpus_workloads(ctx, wanted) + extra_workloads(ctx, wanted)
     if "scale" in wanted:
         workloads += scale_workloads(ctx, sizes)
 

@@ -74,12 +74,18 @@ fn fill(file: &mut File, data: &[u8]) {
 /// from an open file (directory input, which reads only the tables it needs).
 /// Both must see the same module.
 pub fn module(data: &[u8]) {
-    let whole = ModuleMeta::from_file_bytes(data, MODULE_LIMIT);
+    let whole = ModuleMeta::read_bytes(data, MODULE_LIMIT, true);
     let piecemeal = scratch(|file, _| {
         fill(file, data);
         let mut buf = Vec::new();
-        ModuleMeta::from_file(file, data.len() as u64, &mut buf, MODULE_LIMIT)
+        ModuleMeta::read_file(file, data.len() as u64, &mut buf, MODULE_LIMIT, true)
     });
+    // So must the digest of the parts depmod parses (the manifest's input
+    // digest), which sees only what was read.
+    assert_eq!(
+        whole.parsed_sha256, piecemeal.parsed_sha256,
+        "the parsed-parts digests of a whole and a piecemeal read disagree"
+    );
     // Errors carry I/O wording that may differ; what depmod uses must not.
     assert_eq!(
         summary(&whole),
@@ -142,6 +148,8 @@ pub fn archive(data: &[u8]) {
         };
         let parser = MetaParser {
             max_module_size: MODULE_LIMIT,
+            // The parsed-parts digest runs on hostile modules too.
+            parsed_digest: true,
         };
         let name = std::path::Path::new("fuzz-input");
         if let Ok(tree) = ArchiveTree::from_reader(name, &bytes[..], &opts, &parser) {

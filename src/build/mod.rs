@@ -31,6 +31,8 @@ use crate::source::{
     join, open_input, ArchiveOptions, DirTree, EntryKind, Input, InputError, Tree,
 };
 
+/// What the manifest's input digest covers ([`Options::input_digest`]).
+pub use crate::output::manifest::DigestScope;
 pub use locate::{lib_is_usr_lib, locate, LocateError, Located};
 
 /// Size limits, in bytes.
@@ -94,10 +96,12 @@ pub struct Options {
     /// Fail with [`Failure::Strict`] when a module needs an unknown symbol,
     /// disagrees about a CRC, or cannot be read.
     pub strict: bool,
-    /// Hash every input file read, for the manifest's input digest. Without
-    /// it the digest is left empty and directory modules are read only in
-    /// the parts depmod parses.
-    pub input_digest: bool,
+    /// What the manifest's input digest covers. [`DigestScope::Parsed`]
+    /// (the default) hashes only the parts of each module that depmod
+    /// parses, which a directory input reads anyway; [`DigestScope::Whole`]
+    /// reads and hashes every module whole; [`DigestScope::Off`] leaves the
+    /// digest empty.
+    pub input_digest: DigestScope,
     /// Where an archive's module bytes are kept for a staged output (an
     /// anonymous file there); `None` keeps none, which suffices when the
     /// output is not written (as for `verify`).
@@ -146,7 +150,7 @@ impl Default for Options {
             symbol_prefix: None,
             symbols: None,
             strict: false,
-            input_digest: true,
+            input_digest: DigestScope::Parsed,
             spill_dir: None,
             follow_links_under: Vec::new(),
             closure: None,
@@ -191,6 +195,7 @@ impl Options {
             config_dirs: m.options.config_dirs.iter().map(PathBuf::from).collect(),
             input_config: m.options.input_config,
             symbol_prefix,
+            input_digest: m.input.scope,
             follow_links_under: m
                 .options
                 .follow_links_under
@@ -377,6 +382,7 @@ pub fn open(from: &Path, opts: &Options) -> Result<Input<ModuleMeta>, BuildError
     };
     let parser = MetaParser {
         max_module_size: opts.limits.max_module_size,
+        parsed_digest: opts.input_digest == DigestScope::Parsed,
     };
     let input = open_input(from, &archive_opts, &parser).map_err(|e| BuildError {
         failure: Box::new(e.into()),
@@ -461,7 +467,8 @@ pub fn build_opened(
     };
 
     let modules = ModuleReader::new(&input, opts.limits.max_module_size)
-        .hashing(opts.input_digest || opts.staged);
+        .hashing(opts.input_digest == DigestScope::Whole || opts.staged)
+        .parsed_digests(opts.input_digest == DigestScope::Parsed);
     // External directories are image paths: look for them in the input.
     let external_in_tree = |p: &[u8]| p.strip_prefix(b"/").map(<[u8]>::to_vec);
     let request = Request {
@@ -544,26 +551,21 @@ pub fn build_opened(
     }
     plan.sort();
 
-    let mut used = Vec::new();
-    if opts.input_digest {
-        used = recording.used();
-        used.extend(outcome.module_paths.iter().cloned());
-        if let Some(c) = &closure_built {
-            used.extend(c.all_modules.iter().cloned());
-            used.extend(c.firmware.iter().cloned());
-        }
-        used.sort();
-        used.dedup();
-    }
-    let digests = match used
-        .par_iter()
-        .map(|p| {
-            tree.digest(p)
-                .map(|(_, sha)| (p.clone(), sha))
-                .map_err(|e| read_failure(tree, p, &e))
-        })
-        .collect::<Result<Vec<_>, Failure>>()
-    {
+    // A closure is a function of the whole kernel's modules (and the
+    // firmware it copies), not only of the modules it keeps.
+    let (extra_modules, extra_files): (&[Vec<u8>], &[Vec<u8>]) = match &closure_built {
+        Some(c) => (&c.all_modules, &c.firmware),
+        None => (&[], &[]),
+    };
+    let digests = match input_digests(
+        tree,
+        &recording,
+        &modules,
+        &outcome,
+        extra_modules,
+        extra_files,
+        opts.input_digest,
+    ) {
         Ok(digests) => digests,
         Err(failure) => return Err(fail(failure, Some(&version), diagnostics)),
     };
@@ -595,7 +597,7 @@ pub fn build_opened(
                 load_list: c.load_list,
             }),
         },
-        input: manifest::input_digest(&digests),
+        input: manifest::input_digest(opts.input_digest, &digests),
         files: plan
             .files
             .iter()
@@ -618,6 +620,62 @@ pub fn build_opened(
         manifest,
         diagnostics,
     })
+}
+
+/// `(path, sha256)` pairs of input files.
+type FileDigests = Vec<(Vec<u8>, [u8; 32])>;
+
+/// `(path, sha256)` of every input file the build used, modules digested
+/// as `scope` says and other files whole.
+fn input_digests(
+    tree: &dyn Tree,
+    recording: &Recording<'_>,
+    modules: &ModuleReader<'_>,
+    outcome: &depmod::Outcome,
+    extra_modules: &[Vec<u8>],
+    extra_files: &[Vec<u8>],
+    scope: DigestScope,
+) -> Result<FileDigests, Failure> {
+    if scope == DigestScope::Off {
+        return Ok(Vec::new());
+    }
+    let module_paths: std::collections::HashSet<&[u8]> = outcome
+        .module_paths
+        .iter()
+        .chain(extra_modules)
+        .map(Vec::as_slice)
+        .collect();
+    let mut others = recording.used();
+    others.extend(extra_files.iter().cloned());
+    others.sort();
+    others.dedup();
+    others.retain(|p| !module_paths.contains(p.as_slice()));
+    let whole = |p: &Vec<u8>| {
+        tree.digest(p)
+            .map(|(_, sha)| (p.clone(), sha))
+            .map_err(|e| read_failure(tree, p, &e))
+    };
+    let mut digests = others
+        .par_iter()
+        .map(whole)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut listed: Vec<&Vec<u8>> = outcome.module_paths.iter().chain(extra_modules).collect();
+    listed.sort();
+    listed.dedup();
+    let module_digests = listed
+        .par_iter()
+        .map(|p| match scope {
+            // A module that could not be read or decompressed has no parsed
+            // digest: its whole file stands in.
+            DigestScope::Parsed => match modules.parsed_digest(p) {
+                Some(sha) => Ok(((*p).clone(), sha)),
+                None => whole(p),
+            },
+            _ => whole(p),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    digests.extend(module_digests);
+    Ok(digests)
 }
 
 fn read_failure(tree: &dyn Tree, path: &[u8], e: &std::io::Error) -> Failure {

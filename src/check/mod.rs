@@ -9,14 +9,13 @@
 //! modules present. Every finding is a [`Problem`]: data, with one line of
 //! text as its `Display`.
 
-mod firmware;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde::Serialize;
 
 use crate::build::{self, BuildError, Built, Options};
+use crate::closure::firmware;
 use crate::diag::{lossy, Kind};
 use crate::index::files::IndexFile;
 use crate::module::{ModuleReader, ModuleSource};
@@ -113,7 +112,7 @@ pub struct Report {
 pub fn check(from: &Path, opts: &Options) -> Result<Report, BuildError> {
     let opts = Options {
         staged: false,
-        input_digest: false,
+        input_digest: build::DigestScope::Off,
         strict: false,
         spill_dir: None,
         ..opts.clone()
@@ -225,10 +224,11 @@ fn firmware_files(
     problems: &mut BTreeSet<Problem>,
 ) {
     let tree = built.input.tree();
+    let roots = firmware::firmware_roots(build::lib_is_usr_lib(tree));
     let reader = ModuleReader::new(&built.input, opts.limits.max_module_size);
     for path in &built.modules {
         for name in reader.module_meta(path).firmware {
-            if !firmware::present(tree, &built.module_dir, &built.kernel_version, &name) {
+            if firmware::locate(tree, &roots, &built.kernel_version, &name).is_empty() {
                 problems.insert(Problem::FirmwareMissing {
                     module: shown(path),
                     firmware: lossy(&name),

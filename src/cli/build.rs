@@ -9,6 +9,7 @@ use clap::Args;
 use kmodidx::build::{self, BuildError, Failure, Limits, ManifestPlace, Options, SymbolFile};
 use kmodidx::depmod::kernel_symbols::SymbolFileKind;
 use kmodidx::depmod::Compat;
+use kmodidx::output::manifest::DigestScope;
 use kmodidx::output::report::{Report, Status};
 use kmodidx::output::write::{self, OutputFormat, FORMAT_NAMES};
 
@@ -51,6 +52,21 @@ pub struct BuildArgs {
     /// Write no manifest.
     #[arg(long)]
     pub no_manifest: bool,
+
+    /// What the manifest's input digest covers: `parsed`, the parts of
+    /// each module that depmod parses (ELF and section headers, symbol,
+    /// string, modinfo, version and CRC tables), read anyway and cheap to
+    /// hash; or `whole`, every byte of every module file (as `sha256sum`
+    /// sees them), which reads each module whole. Other input files are
+    /// always digested whole.
+    #[arg(
+        long,
+        value_name = "SCOPE",
+        default_value = "parsed",
+        value_parser = scope_parser(),
+        conflicts_with = "no_manifest"
+    )]
+    pub input_digest: DigestScope,
 
     /// Also write the kernel version that was indexed, and a newline, to
     /// this file, for build systems that learn it only from the input (the
@@ -206,6 +222,13 @@ fn compat_parser() -> impl TypedValueParser<Value = Compat> {
         .map(|name| Compat::from_name(&name).unwrap_or_default())
 }
 
+fn scope_parser() -> impl TypedValueParser<Value = DigestScope> {
+    PossibleValuesParser::new(["parsed", "whole"]).map(|name| match name.as_str() {
+        "whole" => DigestScope::Whole,
+        _ => DigestScope::Parsed,
+    })
+}
+
 fn parse_prefix(s: &str) -> Result<u8, String> {
     build::single_ascii(s).ok_or_else(|| "expected a single ASCII character".into())
 }
@@ -347,7 +370,11 @@ pub fn run(args: &BuildArgs) -> u8 {
         symbol_prefix: o.symbol_prefix,
         symbols: args.checks.symbols.symbol_file(),
         strict: args.checks.strict,
-        input_digest: !args.no_manifest,
+        input_digest: if args.no_manifest {
+            DigestScope::Off
+        } else {
+            args.input_digest
+        },
         follow_links_under: o.follow_links_under.clone(),
         spill_dir: Some(match &target {
             Target::Path(out, _) => match out.parent() {

@@ -51,6 +51,36 @@ fn is_plain(name: &[u8]) -> bool {
             .all(|c| !c.is_empty() && c != b"." && c != b"..")
 }
 
+/// Every file in `tree` the kernel's loader could load for firmware `name`
+/// (a plain relative path, see [`collect`]): below each of `roots`, in
+/// `updates/<version>/`, `updates/`, `<version>/` and the root itself, with
+/// each compressed variant. The one home of these lookup rules, shared by
+/// the closure's copy and `kmodidx check`.
+pub fn locate(tree: &dyn Tree, roots: &[&str], version: &str, name: &[u8]) -> Vec<Vec<u8>> {
+    if !is_plain(name) {
+        return Vec::new();
+    }
+    let subdirs: [Vec<u8>; 4] = [
+        join(&[b"updates", version.as_bytes()]),
+        b"updates".to_vec(),
+        version.as_bytes().to_vec(),
+        Vec::new(),
+    ];
+    let mut found = Vec::new();
+    for root in roots {
+        for sub in &subdirs {
+            for suffix in SUFFIXES {
+                let file = [name, suffix.as_bytes()].concat();
+                let path = join(&[root.as_bytes(), sub, &file]);
+                if tree.kind(&path) == Some(EntryKind::File) {
+                    found.push(path);
+                }
+            }
+        }
+    }
+    found
+}
+
 /// Finds the files for `(module, firmware name)` pairs in `tree`, below each
 /// of `roots`, in the directories the kernel's loader searches
 /// (`updates/<version>/`, `updates/`, `<version>/` and the root itself),
@@ -65,31 +95,15 @@ pub fn collect(
 ) -> Firmware {
     let mut files = BTreeSet::new();
     let mut missing = BTreeSet::new();
-    let subdirs: [Vec<u8>; 4] = [
-        join(&[b"updates", version.as_bytes()]),
-        b"updates".to_vec(),
-        version.as_bytes().to_vec(),
-        Vec::new(),
-    ];
     for (module, name) in wanted {
         if !is_plain(name) {
             missing.insert((lossy(module), lossy(name), true));
             continue;
         }
-        let mut found = false;
-        for root in roots {
-            for sub in &subdirs {
-                for suffix in SUFFIXES {
-                    let file = [name.as_slice(), suffix.as_bytes()].concat();
-                    let path = join(&[root.as_bytes(), sub, &file]);
-                    if tree.kind(&path) == Some(EntryKind::File) {
-                        files.insert(FirmwareFile { path });
-                        found = true;
-                    }
-                }
-            }
-        }
-        if !found {
+        let found = locate(tree, roots, version, name);
+        let none = found.is_empty();
+        files.extend(found.into_iter().map(|path| FirmwareFile { path }));
+        if none {
             missing.insert((lossy(module), lossy(name), false));
         }
     }

@@ -70,6 +70,126 @@ fn coalesce(mut ranges: Vec<elf::FileRange>) -> Vec<elf::FileRange> {
     out
 }
 
+/// A module image being read: whole in memory, or loaded piecemeal.
+trait Image {
+    /// The image; only the parts loaded so far are meaningful.
+    fn bytes(&self) -> &[u8];
+    /// Makes `ranges` of the image meaningful.
+    fn load(&mut self, ranges: &[elf::FileRange]) -> Result<(), LoadError>;
+}
+
+/// An image in memory: everything is loaded.
+struct Whole<'a>(&'a [u8]);
+
+impl Image for Whole<'_> {
+    fn bytes(&self) -> &[u8] {
+        self.0
+    }
+    fn load(&mut self, _: &[elf::FileRange]) -> Result<(), LoadError> {
+        Ok(())
+    }
+}
+
+/// An uncompressed module file read into `buf` at file offsets, a few
+/// ranges at a time; the rest of `buf` holds whatever it held before.
+struct Sparse<'a> {
+    file: &'a std::fs::File,
+    buf: &'a mut [u8],
+}
+
+impl Image for Sparse<'_> {
+    fn bytes(&self) -> &[u8] {
+        self.buf
+    }
+    fn load(&mut self, ranges: &[elf::FileRange]) -> Result<(), LoadError> {
+        use std::os::unix::fs::FileExt;
+        for (offset, length) in coalesce(ranges.to_vec()) {
+            let range = usize::try_from(offset)
+                .ok()
+                .zip(
+                    offset
+                        .checked_add(length)
+                        .and_then(|e| usize::try_from(e).ok()),
+                )
+                .and_then(|(start, end)| self.buf.get_mut(start..end))
+                .ok_or_else(|| LoadError::Io("section lies outside the file".into()))?;
+            self.file
+                .read_exact_at(range, offset)
+                .map_err(|e| LoadError::Io(crate::util::io_reason(&e)))?;
+        }
+        Ok(())
+    }
+}
+
+/// Loads, stage by stage, the parts of an uncompressed image whose ELF
+/// header (its first 64 bytes) is already loaded, and returns them as exact
+/// ranges: the header, the section header table, the section names, the
+/// tables depmod parses, and the sections holding `__crc_` values (the
+/// whole image where a name could run past its string table). Each stage
+/// only looks at what earlier stages loaded, so the answer is the same
+/// whether the image is in memory whole or read piecemeal; parsing then
+/// reads nothing else.
+fn parsed_parts(image: &mut dyn Image) -> Result<Vec<elf::FileRange>, LoadError> {
+    let len = image.bytes().len() as u64;
+    let mut parts = vec![(0, len.min(64))];
+    let mut stage = |image: &mut dyn Image, ranges: Vec<elf::FileRange>| {
+        image.load(&ranges)?;
+        parts.extend(ranges);
+        Ok::<_, LoadError>(())
+    };
+    if let Some(table) = elf::section_table_range(image.bytes()) {
+        stage(image, vec![table])?;
+        if let Some(names) = elf::section_names_range(image.bytes()) {
+            stage(image, vec![names])?;
+        }
+    }
+    let tables = match ElfModule::parse(image.bytes()) {
+        Ok(elf) => elf.table_ranges(),
+        // Parsing fails again on the same bytes, reading nothing more.
+        Err(_) => return Ok(parts),
+    };
+    stage(image, tables)?;
+    let crcs = ElfModule::parse(image.bytes())
+        .ok()
+        .and_then(|elf| elf.crc_ranges())
+        .unwrap_or_else(|| vec![(0, len)]);
+    stage(image, crcs)?;
+    Ok(parts)
+}
+
+/// The digest of the parts of an image that depmod parses: SHA-256 over the
+/// image length, then over each range of the union of `parts`, in file
+/// order, its offset and length, all as little-endian u64, and its bytes.
+/// Two images with the same digest give depmod the same data.
+fn parts_digest(image: &[u8], mut parts: Vec<elf::FileRange>) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    parts.sort_unstable();
+    let mut union: Vec<elf::FileRange> = Vec::with_capacity(parts.len());
+    for (offset, len) in parts.into_iter().filter(|&(_, len)| len > 0) {
+        match union.last_mut() {
+            Some((o, l)) if offset <= o.saturating_add(*l) => {
+                *l = (*l).max(offset.saturating_add(len) - *o)
+            }
+            _ => union.push((offset, len)),
+        }
+    }
+    let mut hasher = Sha256::new();
+    hasher.update((image.len() as u64).to_le_bytes());
+    for (offset, len) in union {
+        let Some(bytes) = usize::try_from(offset)
+            .ok()
+            .zip(usize::try_from(offset.saturating_add(len)).ok())
+            .and_then(|(start, end)| image.get(start..end))
+        else {
+            continue;
+        };
+        hasher.update(offset.to_le_bytes());
+        hasher.update(len.to_le_bytes());
+        hasher.update(bytes);
+    }
+    hasher.finalize().into()
+}
+
 /// An exported symbol, owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Export {
@@ -142,6 +262,11 @@ pub struct ModuleMeta {
     /// `None` when the symbol table could not be read: the module then has
     /// no dependencies, as with kmod.
     pub imports: Option<Imports>,
+    /// SHA-256 of the parts of the (uncompressed) image that depmod parses:
+    /// over the image length, then over each range of the union of those
+    /// parts, in file order, its offset and length (little-endian u64) and
+    /// its bytes. Set when asked for and the image could be read.
+    pub parsed_sha256: Option<[u8; 32]>,
     /// The module is zstd-compressed in a frame that does not declare its
     /// size: read as kmod up to 33 reads it, and refused in kmod 34's mode
     /// (see [`ModuleMeta::for_kmod34`]).
@@ -151,6 +276,12 @@ pub struct ModuleMeta {
 impl ModuleMeta {
     /// Reads a module from its file bytes (compressed or not).
     pub fn from_file_bytes(bytes: &[u8], limit: u64) -> ModuleMeta {
+        ModuleMeta::read_bytes(bytes, limit, false)
+    }
+
+    /// [`ModuleMeta::from_file_bytes`], also setting
+    /// [`ModuleMeta::parsed_sha256`] when `digest` is set.
+    pub fn read_bytes(bytes: &[u8], limit: u64, digest: bool) -> ModuleMeta {
         // libkmod refuses files shorter than its 6-byte magic probe.
         if bytes.len() < 6 {
             return ModuleMeta::failed(LoadError::TooShort);
@@ -161,14 +292,14 @@ impl ModuleMeta {
                 return match decompress::decompress_zstd_streamed(bytes, limit) {
                     Ok(image) => ModuleMeta {
                         zstd_unsized: true,
-                        ..ModuleMeta::from_image(&image)
+                        ..ModuleMeta::from_whole_image(&image, digest)
                     },
                     Err(e) => ModuleMeta::failed(e.into()),
                 }
             }
             Err(e) => return ModuleMeta::failed(e.into()),
         };
-        ModuleMeta::from_image(&image)
+        ModuleMeta::from_whole_image(&image, digest)
     }
 
     /// What kmod 34 makes of the module: it refuses a zstd frame without a
@@ -190,12 +321,24 @@ impl ModuleMeta {
         }
     }
 
-    /// Reads a module from its uncompressed ELF image.
-    fn from_image(image: &[u8]) -> ModuleMeta {
-        match ElfModule::parse(image) {
+    /// Reads a module from its uncompressed ELF image, held whole.
+    fn from_whole_image(image: &[u8], digest: bool) -> ModuleMeta {
+        // Loading is a no-op here, so finding the parts cannot fail.
+        let parts = digest
+            .then(|| parsed_parts(&mut Whole(image)).ok())
+            .flatten();
+        ModuleMeta::from_image(image, parts)
+    }
+
+    /// Reads a module from its uncompressed ELF image, of which at least
+    /// `parts` are loaded when given; they are then digested.
+    fn from_image(image: &[u8], parts: Option<Vec<elf::FileRange>>) -> ModuleMeta {
+        let mut meta = match ElfModule::parse(image) {
             Ok(elf) => ModuleMeta::from_elf(&elf),
             Err(e) => ModuleMeta::failed(e.into()),
-        }
+        };
+        meta.parsed_sha256 = parts.map(|parts| parts_digest(image, parts));
+        meta
     }
 
     /// Reads a module from an open file of `len` bytes, fetching only the
@@ -206,6 +349,18 @@ impl ModuleMeta {
     /// where it could look further (a string table without its final NUL),
     /// everything is read. `buf` is reused between calls.
     pub fn from_file(file: &std::fs::File, len: u64, buf: &mut Vec<u8>, limit: u64) -> ModuleMeta {
+        ModuleMeta::read_file(file, len, buf, limit, false)
+    }
+
+    /// [`ModuleMeta::from_file`], also setting [`ModuleMeta::parsed_sha256`]
+    /// when `digest` is set (from the parts read, so at little extra cost).
+    pub fn read_file(
+        file: &std::fs::File,
+        len: u64,
+        buf: &mut Vec<u8>,
+        limit: u64,
+        digest: bool,
+    ) -> ModuleMeta {
         use std::os::unix::fs::FileExt;
         if len < 6 {
             return ModuleMeta::failed(LoadError::TooShort);
@@ -220,67 +375,41 @@ impl ModuleMeta {
         if buf.len() < size {
             buf.resize(size, 0);
         }
-        let load = |buf: &mut Vec<u8>, (offset, length): elf::FileRange| -> Result<(), LoadError> {
-            let (start, end) = (offset as usize, (offset + length) as usize);
-            file.read_exact_at(&mut buf[start..end], offset)
-                .map_err(|e| LoadError::Io(crate::util::io_reason(&e)))
-        };
-        let read = (|| -> Result<bool, LoadError> {
-            load(buf, (0, len.min(64)))?;
-            if decompress::Compression::detect(&buf[..len.min(64) as usize])
-                != decompress::Compression::None
-            {
-                return Ok(true);
-            }
-            if let Some(table) = elf::section_table_range(&buf[..size]) {
-                load(buf, table)?;
-                if let Some(names) = elf::section_names_range(&buf[..size]) {
-                    load(buf, names)?;
-                }
-            }
-            let tables = match ElfModule::parse(&buf[..size]) {
-                Ok(elf) => elf.table_ranges(),
-                Err(_) => return Ok(false), // parsing fails again below, reading nothing more
+        let head = &mut buf[..len.min(64) as usize];
+        if let Err(e) = file.read_exact_at(head, 0) {
+            return ModuleMeta::failed(LoadError::Io(crate::util::io_reason(&e)));
+        }
+        let format = decompress::Compression::detect(head);
+        if format == decompress::Compression::None {
+            let mut sparse = Sparse {
+                file,
+                buf: &mut buf[..size],
             };
-            for range in coalesce(tables) {
-                load(buf, range)?;
-            }
-            match ElfModule::parse(&buf[..size])
-                .ok()
-                .and_then(|elf| elf.crc_ranges())
-            {
-                Some(ranges) => ranges.into_iter().try_for_each(|r| load(buf, r))?,
-                None => load(buf, (0, len))?,
-            }
-            Ok(false)
-        })();
-        match read {
-            Ok(false) => ModuleMeta::from_file_bytes(&buf[..size], limit),
-            // A compressed module is needed whole: stream it through the
-            // decompressor rather than grow the reusable buffer to its size.
-            Ok(true) => {
-                let format = decompress::Compression::detect(&buf[..len.min(64) as usize]);
-                if format == decompress::Compression::Zstd {
-                    // zstd is decompressed from memory anyway (kmod 34
-                    // reads the frame's declared size first).
-                    return match load(buf, (0, len)) {
-                        Ok(()) => ModuleMeta::from_file_bytes(&buf[..size], limit),
-                        Err(e) => ModuleMeta::failed(e),
-                    };
-                }
-                let tail_len = len.min(4096);
-                let mut tail = vec![0u8; tail_len as usize];
-                if let Err(e) = file.read_exact_at(&mut tail, len - tail_len) {
-                    return ModuleMeta::failed(LoadError::Io(crate::util::io_reason(&e)));
-                }
-                // The file's own cursor is still at the start: only pread
-                // was used so far.
-                match decompress::decompress_stream(file, format, &tail, limit) {
-                    Ok(image) => ModuleMeta::from_image(&image),
-                    Err(e) => ModuleMeta::failed(e.into()),
-                }
-            }
-            Err(e) => ModuleMeta::failed(e),
+            return match parsed_parts(&mut sparse) {
+                Ok(parts) => ModuleMeta::from_image(&buf[..size], digest.then_some(parts)),
+                Err(e) => ModuleMeta::failed(e),
+            };
+        }
+        if format == decompress::Compression::Zstd {
+            // zstd is decompressed from memory anyway (kmod 34 reads the
+            // frame's declared size first).
+            return match file.read_exact_at(&mut buf[..size], 0) {
+                Ok(()) => ModuleMeta::read_bytes(&buf[..size], limit, digest),
+                Err(e) => ModuleMeta::failed(LoadError::Io(crate::util::io_reason(&e))),
+            };
+        }
+        // A compressed module is needed whole: stream it through the
+        // decompressor rather than grow the reusable buffer to its size.
+        let tail_len = len.min(4096);
+        let mut tail = vec![0u8; tail_len as usize];
+        if let Err(e) = file.read_exact_at(&mut tail, len - tail_len) {
+            return ModuleMeta::failed(LoadError::Io(crate::util::io_reason(&e)));
+        }
+        // The file's own cursor is still at the start: only pread was used
+        // so far.
+        match decompress::decompress_stream(file, format, &tail, limit) {
+            Ok(image) => ModuleMeta::from_whole_image(&image, digest),
+            Err(e) => ModuleMeta::failed(e.into()),
         }
     }
 

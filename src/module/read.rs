@@ -2,7 +2,9 @@
 //! while an archive streamed past.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::io::Read;
+use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
@@ -26,6 +28,8 @@ pub trait ModuleSource: Sync {
 pub struct MetaParser {
     /// Largest module accepted, stored or decompressed, in bytes.
     pub max_module_size: u64,
+    /// Also digest the parts depmod parses ([`ModuleMeta::parsed_sha256`]).
+    pub parsed_digest: bool,
 }
 
 impl ModuleParser for MetaParser {
@@ -36,7 +40,7 @@ impl ModuleParser for MetaParser {
     }
 
     fn parse(&self, bytes: &[u8]) -> ModuleMeta {
-        ModuleMeta::from_file_bytes(bytes, self.max_module_size)
+        ModuleMeta::read_bytes(bytes, self.max_module_size, self.parsed_digest)
     }
 
     fn unread(&self, reason: String) -> ModuleMeta {
@@ -53,6 +57,9 @@ pub struct ModuleReader<'a> {
     from: From<'a>,
     max_module_size: u64,
     hash: bool,
+    parsed_digest: bool,
+    /// Parsed-parts digests of the directory modules read so far.
+    parsed: Mutex<HashMap<Vec<u8>, [u8; 32]>>,
 }
 
 enum From<'a> {
@@ -68,29 +75,27 @@ impl<'a> ModuleReader<'a> {
     pub fn new(input: &'a Input<ModuleMeta>, max_module_size: u64) -> Self {
         match input {
             Input::Dir(dir) => Self::dir(dir, max_module_size),
-            Input::Archive(archive) => ModuleReader {
-                from: From::Archive(archive),
-                max_module_size,
-                hash: false,
-            },
+            Input::Archive(archive) => Self::from(From::Archive(archive), max_module_size),
         }
     }
 
     /// Reads modules of a directory tree.
     pub fn dir(tree: &'a DirTree, max_module_size: u64) -> Self {
-        ModuleReader {
-            from: From::Dir(tree),
-            max_module_size,
-            hash: false,
-        }
+        Self::from(From::Dir(tree), max_module_size)
     }
 
     /// Reads modules of any tree, whole, through [`Tree::read`].
     pub fn tree(tree: &'a dyn Tree, max_module_size: u64) -> Self {
+        Self::from(From::Tree(tree), max_module_size)
+    }
+
+    fn from(from: From<'a>, max_module_size: u64) -> Self {
         ModuleReader {
-            from: From::Tree(tree),
+            from,
             max_module_size,
             hash: false,
+            parsed_digest: false,
+            parsed: Mutex::new(HashMap::new()),
         }
     }
 
@@ -100,6 +105,30 @@ impl<'a> ModuleReader<'a> {
     pub fn hashing(mut self, on: bool) -> Self {
         self.hash = on;
         self
+    }
+
+    /// Also digests the parts of each module that depmod parses, for
+    /// [`ModuleReader::parsed_digest`] (off by default). Archive modules are
+    /// digested while the archive is opened, when its [`MetaParser`] asks.
+    pub fn parsed_digests(mut self, on: bool) -> Self {
+        self.parsed_digest = on;
+        self
+    }
+
+    /// The parsed-parts digest ([`ModuleMeta::parsed_sha256`]) of a module
+    /// read so far; `None` when it was not read, not digested, or could not
+    /// be read or decompressed.
+    pub fn parsed_digest(&self, path: &[u8]) -> Option<[u8; 32]> {
+        match &self.from {
+            From::Archive(archive) => archive.parsed(path).ok()?.parsed_sha256,
+            From::Dir(_) | From::Tree(_) => self.parsed.lock().ok()?.get(path).copied(),
+        }
+    }
+
+    fn remember(&self, path: &[u8], meta: &ModuleMeta) {
+        if let (Some(sha), Ok(mut parsed)) = (meta.parsed_sha256, self.parsed.lock()) {
+            parsed.insert(path.to_vec(), sha);
+        }
     }
 
     fn read_dir_module(&self, tree: &DirTree, path: &[u8]) -> ModuleMeta {
@@ -115,7 +144,7 @@ impl<'a> ModuleReader<'a> {
         };
         BUFFER.with_borrow_mut(|buf| {
             let meta = if !self.hash {
-                ModuleMeta::from_file(&file, len, buf, limit)
+                ModuleMeta::read_file(&file, len, buf, limit, self.parsed_digest)
             } else if len > limit {
                 ModuleMeta::failed(LoadError::Refused(crate::util::Refused::TooLarge {
                     size: Some(len),
@@ -128,7 +157,7 @@ impl<'a> ModuleReader<'a> {
                     Ok(_) => {
                         let digest = (buf.len() as u64, Sha256::digest(&buf[..]).into());
                         tree.remember_digest(path, digest);
-                        ModuleMeta::from_file_bytes(buf, limit)
+                        ModuleMeta::read_bytes(buf, limit, self.parsed_digest)
                     }
                     Err(e) => ModuleMeta::failed(LoadError::from_io(&e)),
                 }
@@ -145,16 +174,22 @@ impl<'a> ModuleReader<'a> {
 
 impl ModuleSource for ModuleReader<'_> {
     fn module_meta(&self, path: &[u8]) -> ModuleMeta {
-        match &self.from {
+        let meta = match &self.from {
             From::Dir(tree) => self.read_dir_module(tree, path),
-            From::Archive(archive) => match archive.parsed(path) {
-                Ok(meta) => meta.clone(),
-                Err(e) => ModuleMeta::failed(LoadError::from_io(&e)),
-            },
+            From::Archive(archive) => {
+                return match archive.parsed(path) {
+                    Ok(meta) => meta.clone(),
+                    Err(e) => ModuleMeta::failed(LoadError::from_io(&e)),
+                }
+            }
             From::Tree(tree) => match tree.read(path) {
-                Ok(bytes) => ModuleMeta::from_file_bytes(&bytes, self.max_module_size),
+                Ok(bytes) => {
+                    ModuleMeta::read_bytes(&bytes, self.max_module_size, self.parsed_digest)
+                }
                 Err(e) => ModuleMeta::failed(LoadError::from_io(&e)),
             },
-        }
+        };
+        self.remember(path, &meta);
+        meta
     }
 }

@@ -7,8 +7,9 @@ use crate::util::hex;
 /// Default name of the manifest at the root of an output.
 pub const MANIFEST_NAME: &str = "kmodidx.manifest.json";
 
-/// The schema version this kmodidx writes and understands.
-pub const SCHEMA: u32 = 1;
+/// The schema version this kmodidx writes. It also reads schema 1, which
+/// had no `input.scope` (its digest covered whole files).
+pub const SCHEMA: u32 = 2;
 
 /// What an output holds and what it was made from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,12 +78,43 @@ fn default_true() -> bool {
     true
 }
 
+/// Which bytes of each module the input digest covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DigestScope {
+    /// The parts depmod parses: the ELF header, section headers and names,
+    /// `.symtab`, `.strtab`, `.modinfo`, `__versions`, `__ksymtab_strings`
+    /// and the sections holding `__crc_` values, of the uncompressed image
+    /// (see [`crate::module::ModuleMeta::parsed_sha256`]). The default: it
+    /// costs a fraction of hashing whole modules, and inputs that agree in
+    /// it give the same index.
+    Parsed,
+    /// Every byte of every module file, as stored (`sha256sum` gives the
+    /// same per-file digests).
+    Whole,
+    /// Nothing: no input was digested (the list is empty).
+    Off,
+}
+
+impl DigestScope {
+    /// Schema 1 manifests digested whole files.
+    fn schema1() -> Self {
+        DigestScope::Whole
+    }
+}
+
 /// The inputs the pipeline read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputDigest {
+    /// What each module's line of the list digests.
+    #[serde(default = "DigestScope::schema1")]
+    pub scope: DigestScope,
     /// SHA-256 of the canonical list: one line per file read, sorted by
     /// path bytes, `<sha256 hex>  <path>\n` (as `sha256sum` prints it).
+    /// Files other than modules (depmod.d files, `modules.order`,
+    /// `modules.builtin*`, a symbol file in the input) are always digested
+    /// whole; modules as `scope` says.
     pub sha256: String,
     /// How many files the list holds.
     pub files: usize,
@@ -109,7 +141,9 @@ pub enum ManifestError {
     #[error("not valid manifest JSON: {0}")]
     Json(#[from] serde_json::Error),
     /// Another schema version.
-    #[error("manifest schema {found} is not supported (this kmodidx reads schema {SCHEMA})")]
+    #[error(
+        "manifest schema {found} is not supported (this kmodidx reads schemas 1 and {SCHEMA})"
+    )]
     Schema {
         /// The version found.
         found: u32,
@@ -131,7 +165,7 @@ impl Manifest {
             schema: u32,
         }
         let probe: Probe = serde_json::from_slice(bytes)?;
-        if probe.schema != SCHEMA {
+        if probe.schema != SCHEMA && probe.schema != 1 {
             return Err(ManifestError::Schema {
                 found: probe.schema,
             });
@@ -145,8 +179,9 @@ pub fn mode_text(mode: u32) -> String {
     format!("{:04o}", mode & 0o7777)
 }
 
-/// The canonical input list and its digest, from `(path, sha256)` pairs.
-pub fn input_digest(files: &[(Vec<u8>, [u8; 32])]) -> InputDigest {
+/// The canonical input list and its digest, from `(path, sha256)` pairs
+/// whose modules were digested as `scope` says.
+pub fn input_digest(scope: DigestScope, files: &[(Vec<u8>, [u8; 32])]) -> InputDigest {
     use sha2::Digest;
     let mut sorted: Vec<&(Vec<u8>, [u8; 32])> = files.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
@@ -158,6 +193,7 @@ pub fn input_digest(files: &[(Vec<u8>, [u8; 32])]) -> InputDigest {
         hasher.update(b"\n");
     }
     InputDigest {
+        scope,
         sha256: hex(&hasher.finalize()),
         files: sorted.len(),
     }

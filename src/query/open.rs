@@ -71,7 +71,7 @@ pub fn open(from: &Path, opts: &OpenOptions) -> Result<Opened, OpenError> {
         kernel_version: opts.kernel_version.clone(),
         module_dir: opts.module_dir.clone(),
         limits: opts.limits,
-        input_digest: false,
+        input_digest: build::DigestScope::Off,
         ..build::Options::default()
     };
     let input = build::open(from, &build_opts)?;

@@ -352,23 +352,23 @@ mod output_form {
     use super::*;
     output_forms! {
         dir: "dir" =>
-            "68e00b8c92428f4981fb7278a44d97bede1a2490acfd29540c4c90eb015cb979",
+            "1d4bc7cfc50f68d0a0d02fbd301bf35536afabc328ee49f5a951c8a9a53f0094",
         tar: "tar" =>
-            "b95109e88ba4e22ae94de62c1172124a2bb8db1940801241426a82fe8b437da0",
+            "4dcb08786093a05283685d8adae4d75b00e09b3122eb31abcef30c7b6c9afa86",
         tar_gz: "tar.gz" =>
-            "450f576811e9025a91d86bb69548c6c6c99b5274fe2cb4fd402b9a4271e2c684",
+            "c3a6f8054ef03b240fe73aaac4e107cf62a0eb771976bf6be5c422033a669c54",
         tar_xz: "tar.xz" =>
-            "5a57639f2a4aabc100661e4cdc1e94713fc8fb5849870bf4d6d6ec93419c1c03",
+            "fd15e87cf6598553009147ebf37222373a4efae96b5ab21f7e958883bbdfeaba",
         tar_zst: "tar.zst" =>
-            "2921d87bfe76edbb298e973e7a3ec28751191324e964be6fb8b67b60a01264ec",
+            "ad66b2af970410ebf92aef0cac846403e0bdbd4e7322be211eb8f0756a5b3ea5",
         cpio: "cpio" =>
-            "2c04ba7e1175a283ab721effe7d964a80d20409c749eeaea4057a5f17c04cad1",
+            "c6a8bed74b98581fbb0fbf4497ad6b9d520f5709cda90a6c21de43abdc3db343",
         cpio_gz: "cpio.gz" =>
-            "bbb4fd088f72bcef447e078e36a4479130524dc3a55bb1c984890fc28e0aa320",
+            "929acb629f98c83661783c97ca6a4efb92992709ee62892cebaf49f545b297dc",
         cpio_xz: "cpio.xz" =>
-            "b6a9b93f565bfbbd8da171086c7a760bdbc99a684eabf239371b2f0efbeda20c",
+            "c458a60a1973aa398cc01a9513709f4adc412b4d0a9c6ffa4002939114573f8e",
         cpio_zst: "cpio.zst" =>
-            "4948b8ec30fb5a1532f32c5d6c12a8a41bf365260bef7f489c9098f8d5cf0f36",
+            "a7a489d4c8e2d41bbf07eca13c34cae3a5fd462696c26178a570db554caf5b58",
     }
 }
 

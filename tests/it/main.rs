@@ -19,6 +19,7 @@ mod fixturegen;
 mod fixtures;
 mod fuzz_regressions;
 mod hostile;
+mod input_digest;
 mod nix;
 mod query;
 mod robustness;

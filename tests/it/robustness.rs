@@ -61,13 +61,17 @@ fn corrupted_modules_do_not_panic() {
 }
 
 /// Reading a module piecemeal (only the tables depmod needs) must give
-/// exactly what parsing the whole file gives, for good and broken modules.
+/// exactly what parsing the whole file gives, for good and broken modules,
+/// digest of the parsed parts included (so it never sees bytes left in the
+/// buffer by another module).
 fn assert_piecemeal_read_matches(bytes: &[u8], scratch: &Path, buf: &mut Vec<u8>) {
     fs::write(scratch, bytes).unwrap();
     let file = fs::File::open(scratch).unwrap();
-    let sparse = ModuleMeta::from_file(&file, bytes.len() as u64, buf, 1 << 24);
-    let whole = ModuleMeta::from_file_bytes(bytes, 1 << 24);
+    let sparse = ModuleMeta::read_file(&file, bytes.len() as u64, buf, 1 << 24, true);
+    let whole = ModuleMeta::read_bytes(bytes, 1 << 24, true);
     assert_eq!(format!("{sparse:?}"), format!("{whole:?}"));
+    let plain = ModuleMeta::from_file(&file, bytes.len() as u64, buf, 1 << 24);
+    assert_eq!(plain.parsed_sha256, None);
 }
 
 #[test]
@@ -85,6 +89,13 @@ fn piecemeal_reads_match_whole_reads() {
     for module in modules {
         let original = fs::read(&module).unwrap();
         assert_piecemeal_read_matches(&original, &path, &mut buf);
+        assert!(
+            ModuleMeta::read_bytes(&original, 1 << 24, true)
+                .parsed_sha256
+                .is_some(),
+            "{}: no parsed digest",
+            module.display()
+        );
         for round in 0..24 {
             let mut bytes = original.clone();
             let len = bytes.len() as u64;
