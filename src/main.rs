@@ -98,18 +98,24 @@ fn main() -> ExitCode {
     }
 
     // Usage errors exit with status 2 (clap's), help and version with 0.
-    let cli = Cli::parse();
-    match &cli.command {
-        Command::Build(args) => ExitCode::from(cli::build::run(args)),
-        Command::Verify(args) => ExitCode::from(cli::verify::run(args)),
-        Command::Query(command) => ExitCode::from(cli::query::run(command)),
-        Command::Diff(args) => ExitCode::from(cli::query::run_diff(args)),
-        Command::Check(args) => ExitCode::from(cli::check::run(args)),
-        Command::Depmod { args } => depmod_status(cli::depmod::run("depmod", args)),
-    }
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(cli) => cli,
+        Err(e) => return ExitCode::from(cli::clap_outcome(&e)),
+    };
+    let status = match &cli.command {
+        Command::Build(args) => cli::build::run(args),
+        Command::Verify(args) => cli::verify::run(args),
+        Command::Query(command) => cli::query::run(command),
+        Command::Diff(args) => cli::query::run_diff(args),
+        Command::Check(args) => cli::check::run(args),
+        Command::Depmod { args } => return depmod_status(cli::depmod::run("depmod", args)),
+    };
+    ExitCode::from(cli::final_status(status, cli::EXIT_FAILED))
 }
 
-/// depmod's exit statuses are small; anything else is a failure.
+/// depmod's exit statuses are small; anything else is a failure (1, as
+/// depmod's own failures), and so is a message lost on standard error.
 fn depmod_status(status: i32) -> ExitCode {
-    ExitCode::from(u8::try_from(status).unwrap_or(1))
+    let status = u8::try_from(status).unwrap_or(1);
+    ExitCode::from(cli::final_status(status, 1))
 }

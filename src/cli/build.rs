@@ -349,6 +349,16 @@ pub fn run(args: &BuildArgs) -> u8 {
         Ok(target) => target,
         Err(message) => return error(message),
     };
+    let manifest = match (&args.manifest, args.no_manifest) {
+        (_, true) => ManifestPlace::Nowhere,
+        (Some(path), false) => ManifestPlace::At(path.clone()),
+        (None, false) => ManifestPlace::InOutput,
+    };
+    if let Target::Path(out, format) = target {
+        if let Err(e) = build::check_places(out, format, &manifest, args.checks.report.as_deref()) {
+            return error(e);
+        }
+    }
     let mtime = match resolved_mtime(args.options.mtime) {
         Ok(mtime) => mtime,
         Err(message) => return error(message),
@@ -409,11 +419,6 @@ pub fn run(args: &BuildArgs) -> u8 {
             return error(e);
         }
     }
-    let manifest = match (&args.manifest, args.no_manifest) {
-        (_, true) => ManifestPlace::Nowhere,
-        (Some(path), false) => ManifestPlace::At(path.clone()),
-        (None, false) => ManifestPlace::InOutput,
-    };
     let written = match target {
         Target::Path(out, format) => build::write_to_path(&built, out, format, &manifest),
         Target::Stdout(format) => {

@@ -18,6 +18,7 @@ mod fixturegen;
 mod fixtures;
 mod fuzz_regressions;
 mod hostile;
+mod hostile_output;
 mod input_digest;
 mod query;
 mod robustness;
