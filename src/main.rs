@@ -6,13 +6,19 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "kmodidx",
     version,
-    about = "Hermetic, byte-identical kernel module indexing (a depmod replacement)"
+    propagate_version = true,
+    about = "Hermetic, byte-identical kernel module indexing (a depmod replacement)",
+    long_about = "Hermetic, byte-identical kernel module indexing (a depmod replacement).\n\n\
+        kmodidx writes every modules.* file that kmod 34.2's depmod writes, byte for byte, \
+        from a module tree or archive it never modifies: `kmodidx build` for image \
+        pipelines, `kmodidx verify` to check an output, and `kmodidx depmod` (or kmodidx \
+        invoked as depmod) as a drop-in for depmod itself."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -21,41 +27,60 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Index the modules of a filesystem tree or archive, writing every
-    /// modules.* file kmod's depmod writes into a directory or archive.
+    /// Index a module tree or archive into a directory or archive.
+    ///
+    /// Writes every modules.* file kmod's depmod writes, from a filesystem
+    /// tree or an archive, into a directory or an archive, with a manifest.
     /// Exit status: 0 on success, 1 when problems were found in the modules
     /// (--strict findings, a dependency cycle, a --modules SPEC that
     /// matches nothing), 2 when the run could not complete.
     // Boxed: the build options outweigh the other commands' by far.
     Build(Box<cli::build::BuildArgs>),
-    /// Check an output directory or archive against its manifest, or
-    /// (with --from) against a fresh build. Exit status: 0 when all
-    /// matches, 1 when something differs, 2 on errors.
+    /// Check an output against its manifest or a fresh build.
+    ///
+    /// Checks an output directory or archive against its manifest, or (with
+    /// --from) against a fresh build. Exit status: 0 when all matches, 1
+    /// when something differs, 2 on errors.
     Verify(cli::verify::VerifyArgs),
-    /// Offline queries on a tree, archive or build output: what modprobe
-    /// would load (deps), resolve (resolve), why a module needs another
-    /// (why), and a binary index as text (dump).
+    /// Offline queries on a tree, archive or build output.
+    ///
+    /// What modprobe would load (deps), resolve (resolve), why a module
+    /// needs another (why), and a binary index as text (dump).
     #[command(subcommand)]
     Query(cli::query::QueryCommand),
-    /// Compare two trees, archives or build outputs: modules, dependencies,
-    /// aliases, exported symbols and CRCs. Exit status: 0 when equal, 1
-    /// when different, 2 on errors.
+    /// Compare two trees, archives or build outputs.
+    ///
+    /// Compares modules, dependencies, aliases, exported symbols and CRCs.
+    /// Exit status: 0 when equal, 1 when different, 2 on errors.
     Diff(cli::query::DiffArgs),
-    /// Check a tree or archive (such as an initramfs) for consistency:
-    /// modules and dependencies that modules.dep names, needed symbols
-    /// (with --symvers/--system-map), firmware= files, and index files
-    /// equal to a fresh build. Exit status: 0 when consistent, 1 when
+    /// Check a tree or archive (such as an initramfs) for consistency.
+    ///
+    /// Checks the modules and dependencies that modules.dep names, needed
+    /// symbols (with --symvers/--system-map), firmware= files, and index
+    /// files equal to a fresh build. Exit status: 0 when consistent, 1 when
     /// problems were found, 2 when the check could not run.
     Check(cli::check::CheckArgs),
-    /// Drop-in replacement for kmod's depmod, with its options and
-    /// behaviour (see `kmodidx depmod -h`). Also used when kmodidx is
-    /// invoked as `depmod`, for example through a symlink.
-    #[command(disable_help_flag = true)]
+    /// Drop-in replacement for kmod's depmod (see `kmodidx depmod -h`).
+    ///
+    /// Takes kmod 34.2's depmod options and behaves as it does (see
+    /// `kmodidx depmod -h` and depmod(8)). Also used when kmodidx is invoked
+    /// as `depmod`, for example through a symlink.
+    #[command(disable_help_flag = true, disable_version_flag = true)]
     Depmod {
         /// depmod's own options and arguments.
         #[arg(allow_hyphen_values = true, trailing_var_arg = true, num_args = 0..)]
         args: Vec<OsString>,
     },
+    /// Print a shell completion script.
+    ///
+    /// Prints a completion script for SHELL (bash, zsh, fish, elvish,
+    /// powershell) on standard output, for example
+    /// `kmodidx completions bash > /etc/bash_completion.d/kmodidx`.
+    Completions(cli::docs::CompletionsArgs),
+    /// Print a man page (roff) on standard output, or write them all with
+    /// --out-dir.
+    #[command(hide = true)]
+    Man(cli::docs::ManArgs),
 }
 
 /// Caps glibc's malloc arenas at half the cores (at least two). By default
@@ -109,6 +134,8 @@ fn main() -> ExitCode {
         Command::Diff(args) => cli::query::run_diff(args),
         Command::Check(args) => cli::check::run(args),
         Command::Depmod { args } => return depmod_status(cli::depmod::run("depmod", args)),
+        Command::Completions(args) => cli::docs::completions(Cli::command(), args),
+        Command::Man(args) => cli::docs::man(Cli::command(), args),
     };
     ExitCode::from(cli::final_status(status, cli::EXIT_FAILED))
 }

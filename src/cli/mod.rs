@@ -5,6 +5,7 @@
 pub mod build;
 pub mod check;
 pub mod depmod;
+pub mod docs;
 pub mod getopt;
 pub mod query;
 pub mod verify;

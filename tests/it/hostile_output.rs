@@ -456,6 +456,8 @@ fn help_and_version_into_dev_full_fail_with_a_message() {
         &["help"],
         &["build", "--help"],
         &["verify", "-h"],
+        &["completions", "bash"],
+        &["man"],
     ] {
         assert_full_stdout_fails(args, 2, "kmodidx");
     }

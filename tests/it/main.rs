@@ -13,6 +13,7 @@ mod check;
 mod closure;
 mod corpus;
 mod depmod_cli;
+mod docs;
 mod extra_kernels;
 mod fixturegen;
 mod fixtures;
