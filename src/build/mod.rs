@@ -888,6 +888,16 @@ pub enum ManifestPlace {
     Nowhere,
 }
 
+impl ManifestPlace {
+    /// The manifest's own file, when it has one.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            ManifestPlace::At(path) => Some(path),
+            _ => None,
+        }
+    }
+}
+
 /// Why a built index could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -923,10 +933,7 @@ pub fn check_places(
     report: Option<&Path>,
 ) -> Result<(), WriteError> {
     let out_at = resolved(out);
-    let manifest = match manifest {
-        ManifestPlace::At(path) => Some(path.as_path()),
-        _ => None,
-    };
+    let manifest = manifest.file();
     for (what, path) in [("report", report), ("manifest", manifest)] {
         let Some(path) = path else { continue };
         let at = resolved(path);
@@ -980,7 +987,7 @@ fn final_plan(built: &Built, manifest: &ManifestPlace) -> Plan {
 }
 
 fn write_manifest_file(built: &Built, manifest: &ManifestPlace) -> Result<(), WriteError> {
-    if let ManifestPlace::At(path) = manifest {
+    if let Some(path) = manifest.file() {
         write::write_or_stream(path, &built.manifest.to_bytes())?;
     }
     Ok(())
@@ -1004,17 +1011,13 @@ pub fn write_to_path(
         }
     }
     let plan = final_plan(built, manifest);
-    let manifest_elsewhere = match manifest {
-        ManifestPlace::At(path) => Some(path.as_path()),
-        _ => None,
-    };
     write::write_output(
         &plan,
         built.input.tree(),
         format,
         out,
         built.manifest.options.mtime,
-        manifest_elsewhere,
+        manifest.file(),
     )?;
     write_manifest_file(built, manifest)
 }

@@ -25,7 +25,7 @@ use super::{eprint_line, print_depmod, stdout};
 
 /// kmod 34.2's options, in its table order (which getopt's ambiguity
 /// messages follow).
-const OPTIONS: &[OptSpec] = &[
+pub(crate) const OPTIONS: &[OptSpec] = &[
     OptSpec {
         short: 'a',
         long: "all",

@@ -235,10 +235,11 @@ fn is_fifo(path: &Path) -> bool {
 // ---------------------------------------------------------------------------
 // Finding 1: device nodes and FIFOs as targets.
 
-#[test]
-fn report_into_a_device_node_streams_and_keeps_the_node() {
+/// `build --OPTION fakenull`, with `fakenull` a second /dev/null (major
+/// 1, minor 3, the reproducer): the file is streamed into the node,
+/// which stays.
+fn streams_into_a_device_node(option: &str) {
     let tmp = tempfile::tempdir().unwrap();
-    // The reproducer: a second /dev/null (major 1, minor 3).
     let null = tmp.path().join("fakenull");
     if !mknod_char(&null, 1, 3) {
         return;
@@ -246,26 +247,20 @@ fn report_into_a_device_node_streams_and_keeps_the_node() {
     let r = build(
         &basic(),
         &tmp.path().join("out"),
-        &["--report", null.to_str().unwrap()],
+        &[option, null.to_str().unwrap()],
     );
     assert_eq!(r.code(), Some(0), "{}", r.stderr);
-    assert!(is_char_device(&null), "--report replaced the device node");
+    assert!(is_char_device(&null), "{option} replaced the device node");
+}
+
+#[test]
+fn report_into_a_device_node_streams_and_keeps_the_node() {
+    streams_into_a_device_node("--report");
 }
 
 #[test]
 fn manifest_into_a_device_node_streams_and_keeps_the_node() {
-    let tmp = tempfile::tempdir().unwrap();
-    let null = tmp.path().join("fakenull");
-    if !mknod_char(&null, 1, 3) {
-        return;
-    }
-    let r = build(
-        &basic(),
-        &tmp.path().join("out"),
-        &["--manifest", null.to_str().unwrap()],
-    );
-    assert_eq!(r.code(), Some(0), "{}", r.stderr);
-    assert!(is_char_device(&null), "--manifest replaced the device node");
+    streams_into_a_device_node("--manifest");
 }
 
 #[test]
@@ -381,51 +376,36 @@ fn report_to_dev_stdout_streams() {
 // ---------------------------------------------------------------------------
 // Finding 7: standard output and error that fail or close.
 
-#[test]
-fn verify_into_a_closed_pipe_ends_quietly() {
+/// `kmodidx verify` of a fresh build of the basic tree (with `modules.dep`
+/// changed when `damaged`), its standard output going to `sink`.
+fn verify_into(sink: Sink, damaged: bool) -> Run {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     assert_eq!(build(&basic(), &out, &[]).code(), Some(0));
-    let r = run_program(
-        &kmodidx_path(),
-        &["verify".as_ref(), out.as_os_str()],
-        &[],
-        Sink::ClosedPipe,
-        Sink::Capture,
-    );
+    if damaged {
+        fs::write(module_dir(&out).join("modules.dep"), b"changed\n").unwrap();
+    }
+    let args = ["verify".as_ref(), out.as_os_str()];
+    run_program(&kmodidx_path(), &args, &[], sink, Sink::Capture)
+}
+
+#[test]
+fn verify_into_a_closed_pipe_ends_quietly() {
+    let r = verify_into(Sink::ClosedPipe, false);
     assert_eq!(r.code(), Some(0), "{}", r.stderr);
     assert_eq!(r.stderr, "");
 }
 
 #[test]
 fn verify_differences_into_a_closed_pipe_keep_status_1() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("out");
-    assert_eq!(build(&basic(), &out, &[]).code(), Some(0));
-    fs::write(module_dir(&out).join("modules.dep"), b"changed\n").unwrap();
-    let r = run_program(
-        &kmodidx_path(),
-        &["verify".as_ref(), out.as_os_str()],
-        &[],
-        Sink::ClosedPipe,
-        Sink::Capture,
-    );
+    let r = verify_into(Sink::ClosedPipe, true);
     assert_eq!(r.code(), Some(1), "{}", r.stderr);
     assert!(!r.stderr.contains("Broken pipe"), "{}", r.stderr);
 }
 
 #[test]
 fn verify_into_dev_full_fails_with_a_message() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("out");
-    assert_eq!(build(&basic(), &out, &[]).code(), Some(0));
-    let r = run_program(
-        &kmodidx_path(),
-        &["verify".as_ref(), out.as_os_str()],
-        &[],
-        Sink::Full,
-        Sink::Capture,
-    );
+    let r = verify_into(Sink::Full, false);
     assert_eq!(r.code(), Some(2), "{}", r.stderr);
     assert_eq!(
         r.stderr,
