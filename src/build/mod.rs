@@ -904,50 +904,59 @@ pub enum WriteError {
     /// The output would replace or write into the input.
     #[error("{}: this is the input, or inside it; kmodidx build never modifies its input (use `kmodidx depmod` for in-place updates)", .0.display())]
     IntoInput(PathBuf),
-    /// The report or manifest file would be the output, or inside a
-    /// directory output.
+    /// A file of its own (the report, the manifest, ...) would be the
+    /// output, or inside a directory output.
     #[error("{}: the {what} file must not be the output {} or lie inside it (`verify` checks every file of an output and would find it as an extra one); write it beside the output", path.display(), out.display())]
     InsideOutput {
-        /// `report` or `manifest`.
+        /// `report`, `manifest`, ...
         what: &'static str,
         /// Its path.
         path: PathBuf,
         /// The output.
         out: PathBuf,
     },
-    /// The report and the manifest would be written to the same file.
-    #[error("{}: the report and the manifest would be written to the same file", .0.display())]
-    ReportIsManifest(PathBuf),
+    /// Two files of their own would be written to the same place.
+    #[error("{}: the {first} and the {second} would be written to the same file", path.display())]
+    SameFile {
+        /// What the first is (`report`, ...).
+        first: &'static str,
+        /// What the second is.
+        second: &'static str,
+        /// The path.
+        path: PathBuf,
+    },
     /// Writing failed.
     #[error(transparent)]
     Output(#[from] OutputError),
 }
 
-/// Checks, before anything is built, that a report file (`report`) and a
-/// manifest file of its own are neither the output nor inside a directory
-/// output, nor the same file.
+/// Checks, before anything is built, that the files written beside the
+/// output (`side`: what each is, such as `report`, and its path) are
+/// neither the output nor inside a directory output, nor one another.
 pub fn check_places(
     out: &Path,
     format: OutputFormat,
-    manifest: &ManifestPlace,
-    report: Option<&Path>,
+    side: &[(&'static str, &Path)],
 ) -> Result<(), WriteError> {
     let out_at = resolved(out);
-    let manifest = manifest.file();
-    for (what, path) in [("report", report), ("manifest", manifest)] {
-        let Some(path) = path else { continue };
-        let at = resolved(path);
-        if at == out_at || (format == OutputFormat::Dir && at.starts_with(&out_at)) {
+    let side: Vec<(&'static str, &Path, PathBuf)> = side
+        .iter()
+        .map(|&(what, path)| (what, path, resolved(path)))
+        .collect();
+    for (i, (what, path, at)) in side.iter().enumerate() {
+        if *at == out_at || (format == OutputFormat::Dir && at.starts_with(&out_at)) {
             return Err(WriteError::InsideOutput {
                 what,
                 path: path.to_path_buf(),
                 out: out.to_path_buf(),
             });
         }
-    }
-    if let (Some(report), Some(manifest)) = (report, manifest) {
-        if resolved(report) == resolved(manifest) {
-            return Err(WriteError::ReportIsManifest(report.to_path_buf()));
+        if let Some((first, _, _)) = side[..i].iter().find(|(_, _, other)| other == at) {
+            return Err(WriteError::SameFile {
+                first,
+                second: what,
+                path: path.to_path_buf(),
+            });
         }
     }
     Ok(())

@@ -355,7 +355,15 @@ pub fn run(args: &BuildArgs) -> u8 {
         (None, false) => ManifestPlace::InOutput,
     };
     if let Target::Path(out, format) = target {
-        if let Err(e) = build::check_places(out, format, &manifest, args.checks.report.as_deref()) {
+        let side: Vec<(&'static str, &Path)> = [
+            ("report", args.checks.report.as_deref()),
+            ("manifest", manifest.file()),
+            ("kernel version", args.kernel_version_file.as_deref()),
+        ]
+        .into_iter()
+        .filter_map(|(what, path)| Some((what, path?)))
+        .collect();
+        if let Err(e) = build::check_places(out, format, &side) {
             return error(e);
         }
     }
@@ -447,7 +455,7 @@ pub fn run(args: &BuildArgs) -> u8 {
     }
     if let Some(path) = &args.kernel_version_file {
         let line = format!("{}\n", built.kernel_version);
-        if let Err(e) = write::write_bytes_atomically(path, line.as_bytes()) {
+        if let Err(e) = write::write_or_stream(path, line.as_bytes()) {
             return error(e);
         }
     }

@@ -29,6 +29,7 @@ const BUILD_FLAGS: &[&str] = &[
     "--report",
     "--manifest",
     "--no-manifest",
+    "--kernel-version-file",
     "--quiet",
     "--verbose",
 ];

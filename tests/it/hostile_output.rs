@@ -818,6 +818,54 @@ fn report_on_the_archive_output_is_refused() {
     assert!(!out.exists());
 }
 
+#[test]
+fn kernel_version_file_inside_a_directory_output_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let file = out.join("version");
+    let r = build(
+        &basic(),
+        &out,
+        &["--kernel-version-file", file.to_str().unwrap()],
+    );
+    assert_eq!(r.code(), Some(2), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("the kernel version file must not be the output"),
+        "{}",
+        r.stderr
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn report_and_manifest_on_one_file_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let side = tmp.path().join("side.json");
+    let other_name = tmp.path().join(".").join("side.json");
+    let r = build(
+        &basic(),
+        &out,
+        &[
+            "--report",
+            side.to_str().unwrap(),
+            "--manifest",
+            other_name.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(r.code(), Some(2), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "{}: the report and the manifest would be written to the same file",
+            other_name.display()
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(!out.exists() && !side.exists());
+}
+
 // ---------------------------------------------------------------------------
 // Finding 14: a manifest that lists a file twice.
 
