@@ -470,6 +470,64 @@ fn help_into_a_closed_pipe_ends_quietly() {
     }
 }
 
+/// `kmodidx query ...` and `kmodidx diff` on a fresh build of the basic
+/// tree, standard output to `sink`: the status and standard error.
+fn query_into(sink: fn() -> Sink) -> Vec<(Vec<String>, Option<i32>, String)> {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    assert_eq!(build(&basic(), &out, &[]).code(), Some(0));
+    let out_text = out.to_str().unwrap().to_string();
+    let bin = module_dir(&out).join("modules.dep.bin");
+    let basic_text = basic().to_str().unwrap().to_string();
+    let commands: Vec<Vec<String>> = vec![
+        vec!["query".into(), "dump".into(), bin.to_str().unwrap().into()],
+        vec![
+            "query".into(),
+            "deps".into(),
+            "--from".into(),
+            out_text.clone(),
+            "dia_top".into(),
+        ],
+        // No difference (an index-only output answers as its tree), which
+        // --json prints all the same.
+        vec!["diff".into(), "--json".into(), basic_text, out_text],
+    ];
+    commands
+        .into_iter()
+        .map(|args| {
+            let os_args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+            let r = run_program(&kmodidx_path(), &os_args, &[], sink(), Sink::Capture);
+            (args, r.code(), r.stderr)
+        })
+        .collect()
+}
+
+#[test]
+fn query_and_diff_into_a_closed_pipe_end_quietly() {
+    let want = query_into(|| Sink::Capture);
+    let statuses: Vec<Option<i32>> = want.iter().map(|(_, status, _)| *status).collect();
+    assert_eq!(statuses, [Some(0), Some(0), Some(0)], "{want:?}");
+    for ((args, status, stderr), (_, want_status, _)) in
+        query_into(|| Sink::ClosedPipe).into_iter().zip(want)
+    {
+        assert_eq!(status, want_status, "{args:?}: {stderr}");
+        assert!(!stderr.contains("cannot write"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn query_and_diff_into_dev_full_fail_with_a_message() {
+    for (args, status, stderr) in query_into(|| Sink::Full) {
+        assert_eq!(status, Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.ends_with(
+                "kmodidx: error: cannot write to standard output: No space left on device\n"
+            ),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn failing_build_into_a_closed_pipe_keeps_its_status() {
     // `kmodidx build ... 2>&1 | head -0`: both streams go to a pipe nobody
