@@ -84,7 +84,7 @@ pub fn man(cmd: Command, args: &ManArgs) -> u8 {
         ));
         return EXIT_FAILED;
     };
-    match render(&page) {
+    match render(page) {
         Ok(roff) => match stdout(&roff) {
             Ok(()) => EXIT_OK,
             Err(e) => e.status("kmodidx", EXIT_OK, EXIT_FAILED),
