@@ -340,16 +340,16 @@ fn help_into_a_closed_pipe_ends_quietly() {
     }
 }
 
-/// `kmodidx query ...` and `kmodidx diff` on a fresh build of the basic
-/// tree, standard output going to `sink`, each ending with `status`: their
-/// standard error.
+/// `kmodidx query ...`, `kmodidx diff` and `kmodidx check` on a fresh
+/// staged build of the basic tree, standard output going to `sink`, each
+/// ending with `status`: their standard error.
 fn query_into(sink: Sink, status: i32) -> Vec<String> {
     let case = Case::new();
     let out = case.path("out");
-    build_ok(&case, &basic(), &out, &[], &[]);
+    build_ok(&case, &basic(), &out, &["--staged"], &[]);
     let bin = case.module_dir(&out).join("modules.dep.bin");
     let tree = basic();
-    let commands: [Vec<&OsStr>; 3] = [
+    let commands: [Vec<&OsStr>; 4] = [
         vec!["query".as_ref(), "dump".as_ref(), bin.as_os_str()],
         vec![
             "query".as_ref(),
@@ -358,12 +358,18 @@ fn query_into(sink: Sink, status: i32) -> Vec<String> {
             out.as_os_str(),
             "dia_top".as_ref(),
         ],
-        // No difference (an index-only output answers as its tree), which
-        // --json prints all the same.
+        // No difference (the output holds the tree's modules), and no
+        // problem, which --json prints all the same.
         vec![
             "diff".as_ref(),
             "--json".as_ref(),
             tree.as_os_str(),
+            out.as_os_str(),
+        ],
+        vec![
+            "check".as_ref(),
+            "--json".as_ref(),
+            "--from".as_ref(),
             out.as_os_str(),
         ],
     ];
@@ -378,14 +384,14 @@ fn query_into(sink: Sink, status: i32) -> Vec<String> {
 }
 
 #[test]
-fn query_and_diff_into_a_closed_pipe_end_quietly() {
+fn query_diff_and_check_into_a_closed_pipe_end_quietly() {
     for stderr in query_into(Sink::ClosedPipe, 0) {
         assert!(!stderr.contains("cannot write"), "{stderr}");
     }
 }
 
 #[test]
-fn query_and_diff_into_dev_full_fail_with_a_message() {
+fn query_diff_and_check_into_dev_full_fail_with_a_message() {
     for stderr in query_into(Sink::Full, 2) {
         assert!(
             stderr.ends_with(
