@@ -276,6 +276,20 @@ fn assert_each_loop_once(stderr: &str) {
     }
 }
 
+/// `out`, a staged build, holds what one of the loop-free basic tree
+/// holds: each file staged once, and the same index.
+fn assert_like_a_clean_staged_build(case: &Case, out: &Path) {
+    let clean = case.path("clean");
+    case.build(
+        &repo().join("fixtures/trees/basic"),
+        &clean,
+        &["--staged"],
+        &Expect::default(),
+    );
+    assert_eq!(module_files(out), module_files(&clean));
+    assert_eq!(index_of(out), index_of(&clean));
+}
+
 #[test]
 fn two_self_links_in_a_directory_input() {
     let case = Case::new();
@@ -286,16 +300,7 @@ fn two_self_links_in_a_directory_input() {
     let out = case.path("out");
     let run = case.build(&tree, &out, &["--staged"], &Expect::default());
     assert_each_loop_once(&run.stderr);
-    // Each file staged once, and the index is the loop-free tree's.
-    let clean = case.path("clean");
-    case.build(
-        &repo().join("fixtures/trees/basic"),
-        &clean,
-        &["--staged"],
-        &Expect::default(),
-    );
-    assert_eq!(module_files(&out), module_files(&clean));
-    assert_eq!(index_of(&out), index_of(&clean));
+    assert_like_a_clean_staged_build(&case, &out);
 }
 
 #[test]
@@ -313,15 +318,7 @@ fn two_self_links_in_an_archive_input() {
     let out = case.path("out");
     let run = case.build(&archive, &out, &["--staged"], &Expect::default());
     assert_each_loop_once(&run.stderr);
-    let clean = case.path("clean");
-    case.build(
-        &repo().join("fixtures/trees/basic"),
-        &clean,
-        &["--staged"],
-        &Expect::default(),
-    );
-    assert_eq!(module_files(&out), module_files(&clean));
-    assert_eq!(index_of(&out), index_of(&clean));
+    assert_like_a_clean_staged_build(&case, &out);
 }
 
 #[test]
