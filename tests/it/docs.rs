@@ -8,38 +8,44 @@ use std::process::Command;
 
 use crate::common::*;
 
-/// Every long option of `build` and `verify`.
-const BUILD_FLAGS: &[&str] = &[
-    "--from",
-    "--out",
-    "--format",
-    "--kernel-version",
-    "--module-dir",
-    "--compat",
-    "--staged",
-    "--mtime",
-    "--max-module-size",
-    "--max-input-size",
-    "--config",
-    "--no-input-config",
-    "--symbol-prefix",
-    "--symvers",
-    "--system-map",
-    "--strict",
-    "--report",
-    "--manifest",
-    "--no-manifest",
-    "--kernel-version-file",
-    "--quiet",
-    "--verbose",
+/// The long options `kmodidx SUBCOMMAND --help` lists (its option lines,
+/// `  -q, --quiet` or `      --from <DIR>`), without `--help` and
+/// `--version`: read from the parser itself, so the list never drifts.
+fn long_options(subcommand: &str) -> Vec<String> {
+    let run = kmodidx(&[subcommand, "--help"]);
+    assert!(run.status.success());
+    let mut options: Vec<String> = String::from_utf8(run.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim_start();
+            let line = match line.strip_prefix('-') {
+                Some(rest) if !rest.starts_with('-') => rest.get(3..)?,
+                _ => line,
+            };
+            let name: String = line
+                .strip_prefix("--")?
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '-')
+                .collect();
+            Some(format!("--{name}"))
+        })
+        .filter(|o| o != "--help" && o != "--version")
+        .collect();
+    options.dedup();
+    assert!(options.len() > 3, "{subcommand}: {options:?}");
+    options
+}
+
+const SUBCOMMANDS: &[&str] = &[
+    "build",
+    "verify",
+    "query",
+    "diff",
+    "check",
+    "depmod",
+    "completions",
 ];
-const VERIFY_FLAGS: &[&str] = &[
-    "--from",
-    "--manifest",
-    "--max-module-size",
-    "--max-input-size",
-];
-const SUBCOMMANDS: &[&str] = &["build", "verify", "query", "diff", "depmod", "completions"];
 
 fn completions(shell: &str) -> String {
     let run = kmodidx(&["completions", shell]);
@@ -55,8 +61,16 @@ fn completions(shell: &str) -> String {
 #[test]
 fn bash_completions_name_every_subcommand_and_flag() {
     let script = completions("bash");
-    for word in SUBCOMMANDS.iter().chain(BUILD_FLAGS).chain(VERIFY_FLAGS) {
+    for word in SUBCOMMANDS {
         assert!(script.contains(word), "bash completions lack {word}");
+    }
+    for subcommand in ["build", "verify", "diff", "check"] {
+        for option in long_options(subcommand) {
+            assert!(
+                script.contains(&option),
+                "bash completions lack {subcommand} {option}"
+            );
+        }
     }
     // The hidden `man` stays hidden.
     assert!(!script.contains("kmodidx__man"), "man is hidden");
@@ -151,17 +165,27 @@ fn man_prints_one_page() {
     let page = String::from_utf8(run.stdout).unwrap();
     assert!(page.starts_with(".ie \\n(.g .ds Aq \\(aq\n"), "roff");
     assert!(page.contains(".TH kmodidx-build 1"), "{page}");
-    for flag in BUILD_FLAGS {
+    for option in long_options("build") {
         assert!(
-            page.contains(&flag.replace('-', "\\-")),
-            "the page lacks {flag}"
+            page.contains(&option.replace('-', "\\-")),
+            "the page lacks {option}"
         );
     }
     let run = kmodidx(&["man", "nosuch"]);
     assert_eq!(run.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&run.stderr).contains(
-        "no man page `nosuch`; there are: kmodidx, build, verify, query, query-deps, query-resolve, query-why, query-dump, diff, depmod, completions"
-    ));
+    let text = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        text.contains(
+            "no man page `nosuch`; there are: kmodidx, build, verify, query, query-deps,"
+        ),
+        "{text}"
+    );
+    for page in SUBCOMMANDS {
+        assert!(
+            text.contains(&format!(" {page},")) || text.ends_with(&format!(" {page}\n")),
+            "{text}"
+        );
+    }
 }
 
 #[test]
