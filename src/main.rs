@@ -6,13 +6,19 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "kmodidx",
     version,
-    about = "Hermetic, byte-identical kernel module indexing (a depmod replacement)"
+    propagate_version = true,
+    about = "Hermetic, byte-identical kernel module indexing (a depmod replacement)",
+    long_about = "Hermetic, byte-identical kernel module indexing (a depmod replacement).\n\n\
+        kmodidx writes every modules.* file that kmod 34.2's depmod writes, byte for byte, \
+        from a module tree or archive it never modifies: `kmodidx build` for image \
+        pipelines, `kmodidx verify` to check an output, and `kmodidx depmod` (or kmodidx \
+        invoked as depmod) as a drop-in for depmod itself."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -21,41 +27,60 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Index the modules of a filesystem tree or archive, writing every
-    /// modules.* file kmod's depmod writes into a directory or archive.
+    /// Index a module tree or archive into a directory or archive.
+    ///
+    /// Writes every modules.* file kmod's depmod writes, from a filesystem
+    /// tree or an archive, into a directory or an archive, with a manifest.
     /// Exit status: 0 on success, 1 when problems were found in the modules
     /// (--strict findings, a dependency cycle, a --modules SPEC that
     /// matches nothing), 2 when the run could not complete.
     // Boxed: the build options outweigh the other commands' by far.
     Build(Box<cli::build::BuildArgs>),
-    /// Check an output directory or archive against its manifest, or
-    /// (with --from) against a fresh build. Exit status: 0 when all
-    /// matches, 1 when something differs, 2 on errors.
+    /// Check an output against its manifest or a fresh build.
+    ///
+    /// Checks an output directory or archive against its manifest, or (with
+    /// --from) against a fresh build. Exit status: 0 when all matches, 1
+    /// when something differs, 2 on errors.
     Verify(cli::verify::VerifyArgs),
-    /// Offline queries on a tree, archive or build output: what modprobe
-    /// would load (deps), resolve (resolve), why a module needs another
-    /// (why), and a binary index as text (dump).
+    /// Offline queries on a tree, archive or build output.
+    ///
+    /// What modprobe would load (deps), resolve (resolve), why a module
+    /// needs another (why), and a binary index as text (dump).
     #[command(subcommand)]
     Query(cli::query::QueryCommand),
-    /// Compare two trees, archives or build outputs: modules, dependencies,
-    /// aliases, exported symbols and CRCs. Exit status: 0 when equal, 1
-    /// when different, 2 on errors.
+    /// Compare two trees, archives or build outputs.
+    ///
+    /// Compares modules, dependencies, aliases, exported symbols and CRCs.
+    /// Exit status: 0 when equal, 1 when different, 2 on errors.
     Diff(cli::query::DiffArgs),
-    /// Check a tree or archive (such as an initramfs) for consistency:
-    /// modules and dependencies that modules.dep names, needed symbols
-    /// (with --symvers/--system-map), firmware= files, and index files
-    /// equal to a fresh build. Exit status: 0 when consistent, 1 when
+    /// Check a tree or archive (such as an initramfs) for consistency.
+    ///
+    /// Checks the modules and dependencies that modules.dep names, needed
+    /// symbols (with --symvers/--system-map), firmware= files, and index
+    /// files equal to a fresh build. Exit status: 0 when consistent, 1 when
     /// problems were found, 2 when the check could not run.
     Check(cli::check::CheckArgs),
-    /// Drop-in replacement for kmod's depmod, with its options and
-    /// behaviour (see `kmodidx depmod -h`). Also used when kmodidx is
-    /// invoked as `depmod`, for example through a symlink.
-    #[command(disable_help_flag = true)]
+    /// Drop-in replacement for kmod's depmod (see `kmodidx depmod -h`).
+    ///
+    /// Takes kmod 34.2's depmod options and behaves as it does (see
+    /// `kmodidx depmod -h` and depmod(8)). Also used when kmodidx is invoked
+    /// as `depmod`, for example through a symlink.
+    #[command(disable_help_flag = true, disable_version_flag = true)]
     Depmod {
         /// depmod's own options and arguments.
         #[arg(allow_hyphen_values = true, trailing_var_arg = true, num_args = 0..)]
         args: Vec<OsString>,
     },
+    /// Print a shell completion script.
+    ///
+    /// Prints a completion script for SHELL (bash, zsh, fish, elvish,
+    /// powershell) on standard output, for example
+    /// `kmodidx completions bash > /etc/bash_completion.d/kmodidx`.
+    Completions(cli::docs::CompletionsArgs),
+    /// Print a man page (roff) on standard output, or write them all with
+    /// --out-dir.
+    #[command(hide = true)]
+    Man(cli::docs::ManArgs),
 }
 
 /// Caps glibc's malloc arenas at half the cores (at least two). By default
@@ -98,18 +123,26 @@ fn main() -> ExitCode {
     }
 
     // Usage errors exit with status 2 (clap's), help and version with 0.
-    let cli = Cli::parse();
-    match &cli.command {
-        Command::Build(args) => ExitCode::from(cli::build::run(args)),
-        Command::Verify(args) => ExitCode::from(cli::verify::run(args)),
-        Command::Query(command) => ExitCode::from(cli::query::run(command)),
-        Command::Diff(args) => ExitCode::from(cli::query::run_diff(args)),
-        Command::Check(args) => ExitCode::from(cli::check::run(args)),
-        Command::Depmod { args } => depmod_status(cli::depmod::run("depmod", args)),
-    }
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(cli) => cli,
+        Err(e) => return ExitCode::from(cli::clap_outcome(&e)),
+    };
+    let status = match &cli.command {
+        Command::Build(args) => cli::build::run(args),
+        Command::Verify(args) => cli::verify::run(args),
+        Command::Query(command) => cli::query::run(command),
+        Command::Diff(args) => cli::query::run_diff(args),
+        Command::Check(args) => cli::check::run(args),
+        Command::Depmod { args } => return depmod_status(cli::depmod::run("depmod", args)),
+        Command::Completions(args) => cli::docs::completions(Cli::command(), args),
+        Command::Man(args) => cli::docs::man(Cli::command(), args),
+    };
+    ExitCode::from(cli::final_status(status, cli::EXIT_FAILED))
 }
 
-/// depmod's exit statuses are small; anything else is a failure.
+/// depmod's exit statuses are small; anything else is a failure (1, as
+/// depmod's own failures), and so is a message lost on standard error.
 fn depmod_status(status: i32) -> ExitCode {
-    ExitCode::from(u8::try_from(status).unwrap_or(1))
+    let status = u8::try_from(status).unwrap_or(1);
+    ExitCode::from(cli::final_status(status, 1))
 }

@@ -305,6 +305,16 @@ pub enum Failure {
     /// A closure could not be computed (a root SPEC matches nothing).
     #[error("{0}; nothing was written")]
     Closure(#[from] crate::closure::ClosureError),
+    /// A module's file name holds a byte that would inject or split lines
+    /// of `modules.dep` and the other text files (kmod writes it anyway;
+    /// the depmod drop-in does as kmod does).
+    #[error("`{path}`: the module's file name holds {byte}, which would corrupt the line format of modules.dep and the other index files; nothing was written (rename the module)")]
+    ModuleName {
+        /// The module, as depmod names it, with the byte escaped.
+        path: String,
+        /// The byte, in words (`a newline`, `a colon`, ...).
+        byte: String,
+    },
     /// `strict` was set and modules have problems.
     #[error("--strict: {count} problem(s) with modules or symbols; nothing was written")]
     Strict {
@@ -517,6 +527,18 @@ pub fn build_opened(
             return Err(fail(failure, Some(&version), diagnostics));
         }
     }
+    if let Some(failure) = outcome.module_paths.iter().find_map(|p| {
+        let written = p
+            .strip_prefix(tree_path.as_slice())
+            .and_then(|rest| rest.strip_prefix(b"/"))
+            .unwrap_or(p);
+        line_breaking_byte(written).map(|byte| Failure::ModuleName {
+            path: format!("/{}", String::from_utf8_lossy(p).escape_debug()),
+            byte: byte_name(byte),
+        })
+    }) {
+        return Err(fail(failure, Some(&version), diagnostics));
+    }
     let count = diagnostics.iter().filter(|d| d.is_strict_finding()).count();
     if opts.strict && count > 0 {
         return Err(fail(Failure::Strict { count }, Some(&version), diagnostics));
@@ -685,6 +707,27 @@ fn read_failure(tree: &dyn Tree, path: &[u8], e: &std::io::Error) -> Failure {
     }
 }
 
+/// The first byte of a module path, as the text files write it, that would
+/// break their line formats: a newline ends a line in every one of them, a
+/// `:` ends the module's path in `modules.dep`, spaces and tabs separate
+/// its dependencies (and the fields of the other files), and the other
+/// control bytes have no business in a line either.
+fn line_breaking_byte(path: &[u8]) -> Option<u8> {
+    path.iter()
+        .copied()
+        .find(|&b| b.is_ascii_control() || b == b' ' || b == b':')
+}
+
+fn byte_name(b: u8) -> String {
+    match b {
+        b'\n' => "a newline".into(),
+        b'\t' => "a tab".into(),
+        b' ' => "a space".into(),
+        b':' => "a colon".into(),
+        b => format!("the control byte 0x{b:02x}"),
+    }
+}
+
 /// Reads and parses the kernel's symbol file: from the host if it exists
 /// there, else from the input.
 fn load_symbols(
@@ -845,15 +888,98 @@ pub enum ManifestPlace {
     Nowhere,
 }
 
+impl ManifestPlace {
+    /// The manifest's own file, when it has one.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            ManifestPlace::At(path) => Some(path),
+            _ => None,
+        }
+    }
+}
+
 /// Why a built index could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     /// The output would replace or write into the input.
     #[error("{}: this is the input, or inside it; kmodidx build never modifies its input (use `kmodidx depmod` for in-place updates)", .0.display())]
     IntoInput(PathBuf),
+    /// A file of its own (the report, the manifest, ...) would be the
+    /// output, or inside a directory output.
+    #[error("{}: the {what} file must not be the output {} or lie inside it (`verify` checks every file of an output and would find it as an extra one); write it beside the output", path.display(), out.display())]
+    InsideOutput {
+        /// `report`, `manifest`, ...
+        what: &'static str,
+        /// Its path.
+        path: PathBuf,
+        /// The output.
+        out: PathBuf,
+    },
+    /// Two files of their own would be written to the same place.
+    #[error("{}: the {first} and the {second} would be written to the same file", path.display())]
+    SameFile {
+        /// What the first is (`report`, ...).
+        first: &'static str,
+        /// What the second is.
+        second: &'static str,
+        /// The path.
+        path: PathBuf,
+    },
     /// Writing failed.
     #[error(transparent)]
     Output(#[from] OutputError),
+}
+
+/// Checks, before anything is built, that the files written beside the
+/// output (`side`: what each is, such as `report`, and its path) are
+/// neither the output nor inside a directory output, nor one another.
+pub fn check_places(
+    out: &Path,
+    format: OutputFormat,
+    side: &[(&'static str, &Path)],
+) -> Result<(), WriteError> {
+    let out_at = resolved(out);
+    let side: Vec<(&'static str, &Path, PathBuf)> = side
+        .iter()
+        .map(|&(what, path)| (what, path, resolved(path)))
+        .collect();
+    for (i, (what, path, at)) in side.iter().enumerate() {
+        if *at == out_at || (format == OutputFormat::Dir && at.starts_with(&out_at)) {
+            return Err(WriteError::InsideOutput {
+                what,
+                path: path.to_path_buf(),
+                out: out.to_path_buf(),
+            });
+        }
+        if let Some((first, _, _)) = side[..i].iter().find(|(_, _, other)| other == at) {
+            return Err(WriteError::SameFile {
+                first,
+                second: what,
+                path: path.to_path_buf(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Where a path leads: its longest existing ancestor with symlinks and `..`
+/// resolved, followed by the rest as written.
+fn resolved(path: &Path) -> PathBuf {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut rest = Vec::new();
+    let mut at = abs.as_path();
+    loop {
+        if let Ok(real) = at.canonicalize() {
+            return rest.iter().rev().fold(real, |p, name| p.join(name));
+        }
+        match (at.parent(), at.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name);
+                at = parent;
+            }
+            _ => return abs,
+        }
+    }
 }
 
 /// The plan with the manifest added when it goes into the output.
@@ -870,8 +996,8 @@ fn final_plan(built: &Built, manifest: &ManifestPlace) -> Plan {
 }
 
 fn write_manifest_file(built: &Built, manifest: &ManifestPlace) -> Result<(), WriteError> {
-    if let ManifestPlace::At(path) = manifest {
-        write::write_bytes_atomically(path, &built.manifest.to_bytes())?;
+    if let Some(path) = manifest.file() {
+        write::write_or_stream(path, &built.manifest.to_bytes())?;
     }
     Ok(())
 }
@@ -900,6 +1026,7 @@ pub fn write_to_path(
         format,
         out,
         built.manifest.options.mtime,
+        manifest.file(),
     )?;
     write_manifest_file(built, manifest)
 }

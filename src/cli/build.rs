@@ -349,6 +349,24 @@ pub fn run(args: &BuildArgs) -> u8 {
         Ok(target) => target,
         Err(message) => return error(message),
     };
+    let manifest = match (&args.manifest, args.no_manifest) {
+        (_, true) => ManifestPlace::Nowhere,
+        (Some(path), false) => ManifestPlace::At(path.clone()),
+        (None, false) => ManifestPlace::InOutput,
+    };
+    if let Target::Path(out, format) = target {
+        let side: Vec<(&'static str, &Path)> = [
+            ("report", args.checks.report.as_deref()),
+            ("manifest", manifest.file()),
+            ("kernel version", args.kernel_version_file.as_deref()),
+        ]
+        .into_iter()
+        .filter_map(|(what, path)| Some((what, path?)))
+        .collect();
+        if let Err(e) = build::check_places(out, format, &side) {
+            return error(e);
+        }
+    }
     let mtime = match resolved_mtime(args.options.mtime) {
         Ok(mtime) => mtime,
         Err(message) => return error(message),
@@ -409,11 +427,6 @@ pub fn run(args: &BuildArgs) -> u8 {
             return error(e);
         }
     }
-    let manifest = match (&args.manifest, args.no_manifest) {
-        (_, true) => ManifestPlace::Nowhere,
-        (Some(path), false) => ManifestPlace::At(path.clone()),
-        (None, false) => ManifestPlace::InOutput,
-    };
     let written = match target {
         Target::Path(out, format) => build::write_to_path(&built, out, format, &manifest),
         Target::Stdout(format) => {
@@ -442,7 +455,7 @@ pub fn run(args: &BuildArgs) -> u8 {
     }
     if let Some(path) = &args.kernel_version_file {
         let line = format!("{}\n", built.kernel_version);
-        if let Err(e) = write::write_bytes_atomically(path, line.as_bytes()) {
+        if let Err(e) = write::write_or_stream(path, line.as_bytes()) {
             return error(e);
         }
     }

@@ -65,7 +65,7 @@ pub fn run(args: &CheckArgs) -> u8 {
         report.problems.iter().map(|p| format!("{p}\n")).collect()
     };
     if let Err(e) = stdout(text.as_bytes()) {
-        return e.exit_status("kmodidx", status);
+        return e.status("kmodidx", status, EXIT_FAILED);
     }
     if !args.json {
         eprint_line(&format!(

@@ -21,11 +21,11 @@ use kmodidx::source::DirTree;
 use kmodidx::util::{io_reason, scan_unsigned};
 
 use super::getopt::{self, OptSpec};
-use super::{eprint_line, print_depmod, stdout, StdoutError};
+use super::{eprint_line, print_depmod, stdout};
 
 /// kmod 34.2's options, in its table order (which getopt's ambiguity
 /// messages follow).
-const OPTIONS: &[OptSpec] = &[
+pub(crate) const OPTIONS: &[OptSpec] = &[
     OptSpec {
         short: 'a',
         long: "all",
@@ -137,9 +137,13 @@ struct Settings {
     warn_duplicates: bool,
 }
 
-/// Prints messages; a closed standard output ends the run quietly.
+/// Prints messages. When standard output fails while `-v` lines are
+/// printed, the run stops before writing any index, with status 1: kmod
+/// does not survive this either (a closed pipe kills it with SIGPIPE before
+/// it writes the index, since its progress lines come first). A closed
+/// pipe ends quietly; another failure also says why.
 fn print(diags: &[Diagnostic], verbose: u32) -> Result<(), i32> {
-    print_depmod(diags, verbose).map_err(|e| i32::from(e.exit_status("depmod", 1)))
+    print_depmod(diags, verbose).map_err(|e| e.status("depmod", 1, 1))
 }
 
 fn fail(diag: Diagnostic, verbose: u32) -> i32 {
@@ -153,12 +157,14 @@ fn hint(text: &str) {
     eprint_line(&format!("kmodidx: hint: {text}"));
 }
 
-/// Prints `text` on stdout, as depmod's `printf` would.
+/// Prints `text` on stdout, as depmod's `printf` would. A closed pipe
+/// keeps `status` (the reader had what it wanted); any other failure is
+/// reported and ends with depmod's failure status, 1, where kmod would
+/// lose the text silently and exit 0.
 fn out(text: &[u8], status: i32) -> i32 {
     match stdout(text) {
         Ok(()) => status,
-        Err(StdoutError::Closed) => status,
-        Err(e) => i32::from(e.exit_status("depmod", 1)),
+        Err(e) => e.status("depmod", status, 1),
     }
 }
 

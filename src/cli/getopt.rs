@@ -170,38 +170,8 @@ fn find_long<'s>(
 mod tests {
     use super::*;
 
-    const SPECS: &[OptSpec] = &[
-        OptSpec {
-            short: 'a',
-            long: "all",
-            takes_value: false,
-        },
-        OptSpec {
-            short: 'b',
-            long: "basedir",
-            takes_value: true,
-        },
-        OptSpec {
-            short: 'n',
-            long: "show",
-            takes_value: false,
-        },
-        OptSpec {
-            short: 'n',
-            long: "dry-run",
-            takes_value: false,
-        },
-        OptSpec {
-            short: 'E',
-            long: "symvers",
-            takes_value: true,
-        },
-        OptSpec {
-            short: 'P',
-            long: "symbol-prefix",
-            takes_value: true,
-        },
-    ];
+    // depmod's own table: the ambiguity message follows its order.
+    const SPECS: &[OptSpec] = crate::cli::depmod::OPTIONS;
 
     fn args(v: &[&str]) -> Vec<OsString> {
         v.iter().map(OsString::from).collect()
@@ -249,7 +219,7 @@ mod tests {
         );
         assert_eq!(
             error(&["--s"]),
-            "depmod: option '--s' is ambiguous; possibilities: '--show' '--symvers' '--symbol-prefix'"
+            "depmod: option '--s' is ambiguous; possibilities: '--symvers' '--show' '--symbol-prefix'"
         );
         assert_eq!(
             error(&["--all=1"]),

@@ -2,7 +2,6 @@
 //! The work is in [`kmodidx::query`].
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
@@ -13,7 +12,8 @@ use kmodidx::query::{self, diff, why, Image, Message, OpenOptions};
 
 use super::build::LimitArgs;
 use super::{
-    eprint_line, print_kmodidx, stdout, StdoutError, Verbosity, EXIT_FAILED, EXIT_OK, EXIT_PROBLEMS,
+    eprint_bytes, eprint_line, print_kmodidx, stdout, StdoutError, Verbosity, EXIT_FAILED, EXIT_OK,
+    EXIT_PROBLEMS,
 };
 
 #[derive(Debug, Subcommand)]
@@ -151,7 +151,7 @@ pub fn run(command: &QueryCommand) -> u8 {
             } else {
                 EXIT_OK
             };
-            Ok(stdout(text.as_bytes()).map(|()| status))
+            Ok(printed(text.as_bytes(), status))
         }),
         QueryCommand::Dump { file, priority } => dump(file, *priority),
     };
@@ -195,16 +195,25 @@ pub fn run_diff(args: &DiffArgs) -> u8 {
         } else {
             EXIT_PROBLEMS
         };
-        Ok(stdout(text.as_bytes()).map(|()| status))
+        Ok(printed(text.as_bytes(), status))
     })();
     finish(result)
+}
+
+/// Prints `text`, giving `status`; a closed pipe keeps `status` (the
+/// reader had what it wanted).
+fn printed(text: &[u8], status: u8) -> Result<u8, StdoutError> {
+    match stdout(text) {
+        Ok(()) | Err(StdoutError::Closed) => Ok(status),
+        Err(e) => Err(e),
+    }
 }
 
 /// The exit status for a result: a message and 2 for trouble.
 fn finish(result: Result<Result<u8, StdoutError>, String>) -> u8 {
     match result {
         Ok(Ok(status)) => status,
-        Ok(Err(e)) => e.exit_status("kmodidx", EXIT_FAILED),
+        Ok(Err(e)) => e.status("kmodidx", EXIT_FAILED, EXIT_FAILED),
         Err(message) => {
             eprint_line(&format!("kmodidx: error: {message}"));
             EXIT_FAILED
@@ -250,9 +259,13 @@ fn answer_each(
             err.extend_from_slice(&m.to_bytes());
             err.push(b'\n');
         }
-        let _ = std::io::stderr().lock().write_all(&err);
+        eprint_bytes(&err);
         if let Err(e) = stdout(&out) {
-            return Ok(Err(e));
+            // A closed pipe ends the answers quietly, with the status so far.
+            return Ok(match e {
+                StdoutError::Closed => Ok(status),
+                e => Err(e),
+            });
         }
         if !found {
             status = EXIT_PROBLEMS;
@@ -277,7 +290,7 @@ fn dump(file: &Path, priority: bool) -> Result<Result<u8, StdoutError>, String> 
         escape_into(&e.value, false, &mut out);
         out.push(b'\n');
     }
-    Ok(stdout(&out).map(|()| EXIT_OK))
+    Ok(printed(&out, EXIT_OK))
 }
 
 /// Bytes as `query dump` writes them: printable ASCII as is, except `\`

@@ -51,7 +51,7 @@ pub fn run(args: &VerifyArgs) -> u8 {
     if checked.problems.is_empty() {
         return match stdout(format!("{}\n", checked.summary).as_bytes()) {
             Ok(()) => EXIT_OK,
-            Err(e) => e.exit_status("kmodidx", EXIT_OK),
+            Err(e) => e.status("kmodidx", EXIT_OK, EXIT_FAILED),
         };
     }
     let listing: String = checked
@@ -60,7 +60,7 @@ pub fn run(args: &VerifyArgs) -> u8 {
         .map(|p| format!("{}: {}\n", p.path, p.what))
         .collect();
     if let Err(e) = stdout(listing.as_bytes()) {
-        return e.exit_status("kmodidx", EXIT_PROBLEMS);
+        return e.status("kmodidx", EXIT_PROBLEMS, EXIT_FAILED);
     }
     eprint_line(&format!(
         "kmodidx: verify: {}: {} difference(s)",

@@ -4,6 +4,7 @@
 use std::fs;
 use std::path::Path;
 
+use super::temp;
 use super::write::{rename_staged, stage_file, OutputError};
 use crate::index::files::IndexFile;
 
@@ -17,9 +18,12 @@ pub fn write_files(dir: &Path, files: &[IndexFile]) -> Result<(), OutputError> {
         path: dir.to_path_buf(),
         source,
     })?;
+    let targets: Vec<_> = files.iter().map(|file| dir.join(file.name)).collect();
+    temp::remove_stale_beside(targets.iter().map(|t| t.as_path()));
     let staged = files
         .iter()
-        .map(|file| stage_file(&dir.join(file.name), &file.bytes, 0o644, None))
+        .zip(&targets)
+        .map(|(file, target)| stage_file(target, &file.bytes, 0o644, None))
         .collect::<Result<Vec<_>, _>>()?;
     rename_staged(dir, staged)
 }

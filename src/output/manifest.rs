@@ -7,6 +7,9 @@ use crate::util::hex;
 /// Default name of the manifest at the root of an output.
 pub const MANIFEST_NAME: &str = "kmodidx.manifest.json";
 
+/// Largest manifest read (its size grows with the number of files).
+pub const MAX_MANIFEST: u64 = 256 << 20;
+
 /// The schema version this kmodidx writes. It also reads schema 1, which
 /// had no `input.scope` (its digest covered whole files).
 pub const SCHEMA: u32 = 2;
@@ -140,6 +143,10 @@ pub enum ManifestError {
     /// Not JSON, or not the manifest's shape.
     #[error("not valid manifest JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// A file listed more than once (which would let a check pass on
+    /// either entry).
+    #[error("the manifest lists `{0}` more than once")]
+    Duplicate(String),
     /// Another schema version.
     #[error(
         "manifest schema {found} is not supported (this kmodidx reads schemas 1 and {SCHEMA})"
@@ -158,7 +165,8 @@ impl Manifest {
         out
     }
 
-    /// Reads a manifest, checking its schema version first.
+    /// Reads a manifest, checking its schema version first and then that no
+    /// file is listed twice.
     pub fn from_bytes(bytes: &[u8]) -> Result<Manifest, ManifestError> {
         #[derive(Deserialize)]
         struct Probe {
@@ -170,7 +178,12 @@ impl Manifest {
                 found: probe.schema,
             });
         }
-        Ok(serde_json::from_slice(bytes)?)
+        let manifest: Manifest = serde_json::from_slice(bytes)?;
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(again) = manifest.files.iter().find(|f| !seen.insert(&f.path)) {
+            return Err(ManifestError::Duplicate(again.path.clone()));
+        }
+        Ok(manifest)
     }
 }
 

@@ -3,5 +3,6 @@
 pub mod dir;
 pub mod manifest;
 pub mod report;
+pub mod temp;
 pub mod verify;
 pub mod write;

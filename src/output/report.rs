@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::write::{write_bytes_atomically, OutputError};
+use super::write::{write_or_stream, OutputError};
 
 use crate::diag::{Category, Diagnostic, Kind, Level};
 
@@ -175,7 +175,9 @@ impl<'a> Report<'a> {
     }
 }
 
-/// Writes `report` to `path` (creating its directory), atomically.
+/// Writes `report` to `path` (creating its directory): atomically, or as
+/// a stream into a FIFO or character device (see
+/// [`write_or_stream`]).
 pub fn write(path: &Path, report: &Report<'_>) -> Result<(), OutputError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|source| OutputError::Io {
@@ -184,5 +186,5 @@ pub fn write(path: &Path, report: &Report<'_>) -> Result<(), OutputError> {
             source,
         })?;
     }
-    write_bytes_atomically(path, &report.to_bytes())
+    write_or_stream(path, &report.to_bytes())
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::manifest::{mode_text, Manifest, ManifestError, MANIFEST_NAME};
+use super::manifest::{mode_text, Manifest, ManifestError, MANIFEST_NAME, MAX_MANIFEST};
 use crate::source::stream::{self, ArchiveError, EntryError, RawEntry, RawKind};
 use crate::util::hex;
 
@@ -50,9 +50,6 @@ pub enum VerifyError {
     #[error("{}: no {MANIFEST_NAME} at its root (give one with --manifest)", .0.display())]
     NoManifest(PathBuf),
 }
-
-/// Largest manifest read (its size grows with the number of files).
-const MAX_MANIFEST: u64 = 256 << 20;
 
 /// Reads an output directory or archive.
 pub fn scan(out: &Path, max_input_size: u64) -> Result<Scan, VerifyError> {

@@ -3,15 +3,25 @@
 //!
 //! What a failure leaves behind: an archive, a new directory and any single
 //! file (the manifest, a report) are built under a temporary name that
-//! cannot collide (the `tempfile` crate) beside the target and renamed into
-//! place, so the target is either untouched or complete. Into an *existing*
-//! directory, every file is first written in full under such a temporary
-//! name next to its final place; a failure up to there removes them all
-//! (and the directories kmodidx created) and leaves the directory as it
-//! was. Only then are the files renamed into place, one after another, in
-//! path order; if a rename fails (which a same-directory rename practically
-//! never does), the files before it are new, the rest old, and the error
-//! says how many were replaced ([`OutputError::PartlyReplaced`]).
+//! cannot collide (see [`super::temp`]: `.NAME.kmodidx-tmp-PID-RANDOM`,
+//! whose leftovers a later run removes once `PID` is gone) beside the
+//! target and renamed into place, so the target is either untouched or
+//! complete. Into an *existing* directory (which must be empty or an
+//! earlier kmodidx output), every file is first written in full under such
+//! a temporary name next to its final place; a failure up to there removes
+//! them all (and the directories kmodidx created) and leaves the directory
+//! as it was. Only then are the files renamed into place, one after
+//! another, in path order; if a rename fails (which a same-directory rename
+//! practically never does), the files before it are new, the rest old, and
+//! the error says how many were replaced ([`OutputError::PartlyReplaced`]).
+//! Last, the earlier output's files that the new one does not hold are
+//! removed.
+//!
+//! Targets are only ever regular files or directories: a rename never
+//! replaces a device node, a FIFO or a socket ([`OutputError::Special`]),
+//! and a symlink is never written through. The manifest and the report may
+//! instead be streamed into a FIFO or character device
+//! ([`write_or_stream`]).
 //!
 //! Every form holds the same entries: the files of a [`Plan`] and every
 //! directory above them, sorted by path bytes, owned by root (uid and gid 0),
@@ -21,13 +31,15 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use super::manifest::{Manifest, ManifestError, MANIFEST_NAME, MAX_MANIFEST};
+use super::temp;
 use crate::source::Tree;
 
 /// Where a file's bytes come from.
@@ -209,6 +221,30 @@ pub enum OutputError {
         /// The symlink.
         link: PathBuf,
     },
+    /// The target is a device node, a FIFO or a socket, which a rename
+    /// would replace with a regular file.
+    #[error("{}: refusing to replace {kind} with a regular file", path.display())]
+    Special {
+        /// The target.
+        path: PathBuf,
+        /// What it is, such as `a character device`.
+        kind: &'static str,
+    },
+    /// A FIFO target that no process has open for reading (writing would
+    /// wait forever).
+    #[error("{}: no process is reading from this FIFO", .0.display())]
+    NoReader(PathBuf),
+    /// An existing output directory holds something that is not part of an
+    /// earlier kmodidx output (so `verify` would reject the result).
+    #[error("{}: the directory is not empty, and {} is not part of an earlier kmodidx output there ({reason}); write into a new or empty directory, or remove this one first", out.display(), entry.display())]
+    NotOurs {
+        /// The output directory.
+        out: PathBuf,
+        /// The first entry found that is not ours.
+        entry: PathBuf,
+        /// Why it is not.
+        reason: Foreign,
+    },
     /// Something the format cannot hold.
     #[error("{}: {what} `{}` cannot be stored: {why}", out.display(), String::from_utf8_lossy(path))]
     Unstorable {
@@ -253,6 +289,40 @@ pub enum OutputError {
         /// Why.
         source: io::Error,
     },
+}
+
+/// Why an entry of an existing output directory is not part of an
+/// earlier kmodidx output.
+#[derive(Debug, thiserror::Error)]
+pub enum Foreign {
+    /// The directory has no manifest to tell what is ours.
+    #[error("there is no {MANIFEST_NAME} at its root{}", elsewhere.as_ref().map(|p| format!(" nor at {}", p.display())).unwrap_or_default())]
+    NoManifest {
+        /// The `--manifest` path looked at too, if any.
+        elsewhere: Option<PathBuf>,
+    },
+    /// The manifest cannot be read.
+    #[error("its manifest {} is not valid: {source}", path.display())]
+    BadManifest {
+        /// The manifest.
+        path: PathBuf,
+        /// Why.
+        source: ManifestError,
+    },
+    /// The manifest cannot be read.
+    #[error("its manifest {}: {}", path.display(), crate::util::io_reason(source))]
+    UnreadableManifest {
+        /// The manifest.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The manifest does not list the entry.
+    #[error("{} does not list it", .0.display())]
+    Unlisted(PathBuf),
+    /// The entry is not a regular file.
+    #[error("it is {0}")]
+    NotAFile(&'static str),
 }
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> OutputError {
@@ -319,16 +389,20 @@ fn contents(out: &Path, tree: &dyn Tree, f: &PlannedFile) -> Result<Arc<[u8]>, O
 }
 
 /// Writes `plan` to `out` in the given form (see the module documentation
-/// for what a failure leaves).
+/// for what a failure leaves). An existing directory `out` must be empty
+/// or an earlier kmodidx output, told by the manifest at its root or at
+/// `manifest_elsewhere`; the files of that output that `plan` does not
+/// hold are removed, so that the directory holds exactly the plan.
 pub fn write_output(
     plan: &Plan,
     tree: &dyn Tree,
     format: OutputFormat,
     out: &Path,
     mtime: u64,
+    manifest_elsewhere: Option<&Path>,
 ) -> Result<(), OutputError> {
     match format {
-        OutputFormat::Dir => write_dir(plan, tree, out, mtime),
+        OutputFormat::Dir => write_dir(plan, tree, out, mtime, manifest_elsewhere),
         OutputFormat::Tar(_) | OutputFormat::Cpio(_) => {
             write_file_atomically(out, |w| write_archive(plan, tree, format, out, mtime, w))
         }
@@ -517,55 +591,52 @@ fn write_cpio<'w>(
     cpio::newc::trailer(w).map_err(io_err("cannot write", out))
 }
 
-/// The directory a target lives in (`.` for a bare name).
-fn parent_dir(target: &Path) -> PathBuf {
-    match target.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
+/// What a file type is when it is neither a regular file, a directory
+/// nor a symlink.
+fn special_kind(t: fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_fifo() {
+        Some("a FIFO")
+    } else if t.is_char_device() {
+        Some("a character device")
+    } else if t.is_block_device() {
+        Some("a block device")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else {
+        None
     }
 }
 
-/// The temporary names beside `target` cannot collide with another run's:
-/// `.NAME.XXXXXX.kmodidx-tmp`, made by the `tempfile` crate.
-fn temp_prefix(target: &Path) -> String {
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    format!(".{name}.")
-}
-
-fn temp_file_beside(target: &Path) -> io::Result<tempfile::NamedTempFile> {
-    tempfile::Builder::new()
-        .prefix(&temp_prefix(target))
-        .suffix(".kmodidx-tmp")
-        .tempfile_in(parent_dir(target))
-}
-
-fn temp_dir_beside(target: &Path) -> io::Result<tempfile::TempDir> {
-    tempfile::Builder::new()
-        .prefix(&temp_prefix(target))
-        .suffix(".kmodidx-tmp")
-        .tempdir_in(parent_dir(target))
-}
-
-fn refuse_symlink_or_dir(target: &Path) -> Result<(), OutputError> {
-    if let Ok(meta) = fs::symlink_metadata(target) {
-        if meta.file_type().is_symlink() {
-            return Err(OutputError::Symlink {
-                out: target.to_path_buf(),
-                link: target.to_path_buf(),
-            });
-        }
-        if meta.is_dir() {
-            return Err(OutputError::Io {
-                action: "cannot replace",
-                path: target.to_path_buf(),
-                source: io::Error::other("it is a directory"),
-            });
-        }
+/// Refuses to replace anything but a regular file (or nothing): a symlink,
+/// a directory, a device node, a FIFO or a socket. Renaming over a device
+/// node would destroy it (`/dev/null`, as root), and over a FIFO would cut
+/// off whoever reads it.
+fn refuse_non_regular(target: &Path) -> Result<(), OutputError> {
+    let Ok(meta) = fs::symlink_metadata(target) else {
+        return Ok(());
+    };
+    let t = meta.file_type();
+    if t.is_symlink() {
+        return Err(OutputError::Symlink {
+            out: target.to_path_buf(),
+            link: target.to_path_buf(),
+        });
     }
-    Ok(())
+    if t.is_dir() {
+        return Err(OutputError::Io {
+            action: "cannot replace",
+            path: target.to_path_buf(),
+            source: io::Error::other("it is a directory"),
+        });
+    }
+    match special_kind(t) {
+        Some(kind) => Err(OutputError::Special {
+            path: target.to_path_buf(),
+            kind,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Writes a file through `fill` into a temporary file beside `target`
@@ -575,8 +646,8 @@ pub fn write_file_atomically(
     target: &Path,
     fill: impl FnOnce(&mut dyn Write) -> Result<(), OutputError>,
 ) -> Result<(), OutputError> {
-    refuse_symlink_or_dir(target)?;
-    let temp = temp_file_beside(target).map_err(io_err("cannot create", target))?;
+    refuse_non_regular(target)?;
+    let temp = temp::file_beside(target).map_err(io_err("cannot create", target))?;
     {
         let mut w = BufWriter::with_capacity(1 << 20, temp.as_file());
         fill(&mut w)?;
@@ -593,6 +664,66 @@ pub fn write_bytes_atomically(target: &Path, bytes: &[u8]) -> Result<(), OutputE
     write_file_atomically(target, |w| {
         w.write_all(bytes).map_err(io_err("cannot write", target))
     })
+}
+
+/// Writes a small single-file output (the manifest, a report) to
+/// `target`. A FIFO or a character device there, reached directly or
+/// through symlinks (as `/dev/stdout` and a shell's `>(...)` are), is
+/// written to as a stream, so `--report /dev/stdout` and `--report
+/// /dev/null` work and never replace the device; a FIFO that no process
+/// reads is an error, not a wait. Anything else is replaced atomically as
+/// [`write_bytes_atomically`] does (refusing symlinks to anything else,
+/// directories, block devices and sockets).
+pub fn write_or_stream(target: &Path, bytes: &[u8]) -> Result<(), OutputError> {
+    match fs::metadata(target) {
+        Ok(m) if is_stream(m.file_type()) => stream_into(target, bytes),
+        _ => write_bytes_atomically(target, bytes),
+    }
+}
+
+fn is_stream(t: fs::FileType) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    t.is_fifo() || t.is_char_device()
+}
+
+fn stream_into(target: &Path, bytes: &[u8]) -> Result<(), OutputError> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Non-blocking open: a FIFO without a reader fails (ENXIO) instead of
+    // waiting. No O_CREAT and no O_TRUNC: this only ever writes into what
+    // is there.
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(target)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ENXIO) => OutputError::NoReader(target.to_path_buf()),
+            _ => io_err("cannot open", target)(e),
+        })?;
+    // What was opened must still be a stream, not a file put in its place
+    // since it was looked at (which this would overwrite in place).
+    let meta = file.metadata().map_err(io_err("cannot inspect", target))?;
+    if !is_stream(meta.file_type()) {
+        return Err(OutputError::Io {
+            action: "cannot write",
+            path: target.to_path_buf(),
+            source: io::Error::other("it was replaced while being opened"),
+        });
+    }
+    // Blocking writes from here on, so a slow reader is waited for.
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl on a descriptor this function owns; F_GETFL/F_SETFL
+    // only read and set its status flags.
+    let cleared = unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) == 0
+    };
+    if !cleared {
+        return Err(io_err("cannot write", target)(io::Error::last_os_error()));
+    }
+    (&file)
+        .write_all(bytes)
+        .map_err(io_err("cannot write", target))
 }
 
 fn set_file_mode(file: &fs::File, mode: u32) -> io::Result<()> {
@@ -617,7 +748,13 @@ fn host(root: &Path, rel: &[u8]) -> PathBuf {
 /// Directory output: a new directory is built aside and renamed into
 /// place; into an existing one, files are staged and then renamed (see the
 /// module documentation).
-fn write_dir(plan: &Plan, tree: &dyn Tree, out: &Path, mtime: u64) -> Result<(), OutputError> {
+fn write_dir(
+    plan: &Plan,
+    tree: &dyn Tree,
+    out: &Path,
+    mtime: u64,
+    manifest_elsewhere: Option<&Path>,
+) -> Result<(), OutputError> {
     match fs::symlink_metadata(out) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => write_new_dir(plan, tree, out, mtime),
         Err(e) => Err(io_err("cannot inspect", out)(e)),
@@ -625,17 +762,134 @@ fn write_dir(plan: &Plan, tree: &dyn Tree, out: &Path, mtime: u64) -> Result<(),
             out: out.to_path_buf(),
             link: out.to_path_buf(),
         }),
-        Ok(m) if !m.is_dir() => Err(OutputError::Io {
-            action: "cannot write into",
-            path: out.to_path_buf(),
-            source: io::Error::other("it exists and is not a directory"),
+        Ok(m) if !m.is_dir() => Err(match special_kind(m.file_type()) {
+            Some(kind) => OutputError::Special {
+                path: out.to_path_buf(),
+                kind,
+            },
+            None => OutputError::Io {
+                action: "cannot write into",
+                path: out.to_path_buf(),
+                source: io::Error::other("it exists and is not a directory"),
+            },
         }),
-        Ok(_) => write_into_existing(plan, tree, out, mtime),
+        Ok(_) => {
+            let previous = earlier_output(out, manifest_elsewhere)?;
+            write_into_existing(plan, tree, out, mtime, &previous)
+        }
     }
 }
 
+/// The files of an existing output directory, which must be empty (but for
+/// directories) or an earlier kmodidx output: every other entry a regular
+/// file its manifest lists (or that manifest itself). Paths are relative to
+/// `out`, in walk order.
+fn earlier_output(
+    out: &Path,
+    manifest_elsewhere: Option<&Path>,
+) -> Result<Vec<Vec<u8>>, OutputError> {
+    let mut files = Vec::new();
+    let mut pending = vec![Vec::new()];
+    // The manifest is read only once there is something to account for.
+    let mut listed: Option<std::collections::BTreeSet<Vec<u8>>> = None;
+    while let Some(rel) = pending.pop() {
+        let dir = host(out, &rel);
+        let mut names: Vec<std::ffi::OsString> = fs::read_dir(&dir)
+            .map_err(io_err("cannot read directory", &dir))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(io_err("cannot read directory", &dir))?;
+        names.sort();
+        // Depth first, in name order.
+        let mut subdirs = Vec::new();
+        for name in names {
+            let mut child = rel.clone();
+            if !child.is_empty() {
+                child.push(b'/');
+            }
+            child.extend_from_slice(name.as_bytes());
+            let path = host(out, &child);
+            let meta = fs::symlink_metadata(&path).map_err(io_err("cannot inspect", &path))?;
+            let t = meta.file_type();
+            if t.is_dir() {
+                subdirs.push(child);
+                continue;
+            }
+            let foreign = |reason| OutputError::NotOurs {
+                out: out.to_path_buf(),
+                entry: path.clone(),
+                reason,
+            };
+            if t.is_symlink() {
+                return Err(foreign(Foreign::NotAFile("a symlink")));
+            }
+            if let Some(kind) = special_kind(t) {
+                return Err(foreign(Foreign::NotAFile(kind)));
+            }
+            if listed.is_none() {
+                match listed_files(out, manifest_elsewhere) {
+                    Ok(set) => listed = Some(set),
+                    Err(reason) => return Err(foreign(reason)),
+                }
+            }
+            if !listed.as_ref().is_some_and(|set| set.contains(&child)) {
+                let manifest = match manifest_elsewhere {
+                    Some(p) if !out.join(MANIFEST_NAME).is_file() => p.to_path_buf(),
+                    _ => out.join(MANIFEST_NAME),
+                };
+                return Err(foreign(Foreign::Unlisted(manifest)));
+            }
+            files.push(child);
+        }
+        pending.extend(subdirs.into_iter().rev());
+    }
+    Ok(files)
+}
+
+/// The files an earlier output's manifest accounts for: those it lists,
+/// and itself when it sits at the root.
+fn listed_files(
+    out: &Path,
+    manifest_elsewhere: Option<&Path>,
+) -> Result<std::collections::BTreeSet<Vec<u8>>, Foreign> {
+    let at_root = out.join(MANIFEST_NAME);
+    let path = if fs::symlink_metadata(&at_root).is_ok_and(|m| m.is_file()) {
+        at_root.clone()
+    } else {
+        match manifest_elsewhere.filter(|p| p.is_file()) {
+            Some(p) => p.to_path_buf(),
+            None => {
+                return Err(Foreign::NoManifest {
+                    elsewhere: manifest_elsewhere.map(Path::to_path_buf),
+                })
+            }
+        }
+    };
+    let bad = |source| Foreign::BadManifest {
+        path: path.clone(),
+        source,
+    };
+    let mut bytes = Vec::new();
+    fs::File::open(&path)
+        .and_then(|f| f.take(MAX_MANIFEST).read_to_end(&mut bytes))
+        .map_err(|source| Foreign::UnreadableManifest {
+            path: path.clone(),
+            source,
+        })?;
+    let manifest = Manifest::from_bytes(&bytes).map_err(bad)?;
+    let mut set: std::collections::BTreeSet<Vec<u8>> = manifest
+        .files
+        .into_iter()
+        .map(|f| f.path.into_bytes())
+        .collect();
+    if path == at_root {
+        set.insert(MANIFEST_NAME.as_bytes().to_vec());
+    }
+    Ok(set)
+}
+
 fn write_new_dir(plan: &Plan, tree: &dyn Tree, out: &Path, mtime: u64) -> Result<(), OutputError> {
-    let temp = temp_dir_beside(out).map_err(io_err("cannot create directory", out))?;
+    let temp = temp::dir_beside(out).map_err(io_err("cannot create directory", out))?;
     for item in items(plan) {
         let (path, shown) = (host(temp.path(), item.path()), host(out, item.path()));
         match item {
@@ -709,7 +963,7 @@ pub fn stage_file(
     mode: u32,
     mtime: Option<u64>,
 ) -> Result<Staged, OutputError> {
-    let temp = temp_file_beside(path).map_err(io_err("cannot create", path))?;
+    let temp = temp::file_beside_unchecked(path).map_err(io_err("cannot create", path))?;
     temp.as_file()
         .write_all(data)
         .map_err(io_err("cannot write", path))?;
@@ -746,12 +1000,18 @@ pub fn rename_staged(out: &Path, staged: Vec<Staged>) -> Result<(), OutputError>
     Ok(())
 }
 
+/// Writes into an existing directory that holds nothing or the files
+/// `previous` of an earlier output (see [`earlier_output`]); those the
+/// plan does not hold are removed once the new files are in place.
 fn write_into_existing(
     plan: &Plan,
     tree: &dyn Tree,
     out: &Path,
     mtime: u64,
+    previous: &[Vec<u8>],
 ) -> Result<(), OutputError> {
+    let targets: Vec<PathBuf> = plan.files.iter().map(|f| host(out, &f.path)).collect();
+    temp::remove_stale_beside(targets.iter().map(PathBuf::as_path));
     let mut created = CreatedDirs(Vec::new());
     let mut staged = Vec::new();
     for item in items(plan) {
@@ -779,15 +1039,7 @@ fn write_into_existing(
                 }
             },
             Item::File(f) => {
-                if let Ok(m) = fs::symlink_metadata(&path) {
-                    if m.is_dir() || m.file_type().is_symlink() {
-                        return Err(OutputError::Io {
-                            action: "cannot replace",
-                            path,
-                            source: io::Error::other("it is a directory or a symlink"),
-                        });
-                    }
-                }
+                refuse_non_regular(&path)?;
                 let data = contents(out, tree, f)?;
                 staged.push(stage_file(&path, &data, f.mode, Some(mtime))?);
             }
@@ -796,5 +1048,19 @@ fn write_into_existing(
     rename_staged(out, staged)?;
     // Everything is in place: the new directories stay.
     created.0.clear();
+    let planned: std::collections::BTreeSet<&[u8]> =
+        plan.files.iter().map(|f| f.path.as_slice()).collect();
+    for rel in previous.iter().filter(|p| !planned.contains(p.as_slice())) {
+        let path = host(out, rel);
+        fs::remove_file(&path).map_err(io_err("cannot remove the earlier output's", &path))?;
+        // Directories it leaves empty go too (never `out` itself).
+        let mut dir = rel.as_slice();
+        while let Some(slash) = dir.iter().rposition(|&b| b == b'/') {
+            dir = &dir[..slash];
+            if fs::remove_dir(host(out, dir)).is_err() {
+                break;
+            }
+        }
+    }
     Ok(())
 }

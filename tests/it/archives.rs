@@ -1005,11 +1005,17 @@ fn failed_builds_leave_nothing_behind() {
     let err = build_err(&tmp.path().join("missing-input"), &out, &[]);
     assert!(err.contains("missing-input"), "{err}");
     assert_only(&out, &["keep"]);
-    // Refuses to write through a symlink inside --out.
+    // Refuses to write through a symlink inside an earlier output.
+    let out = tmp.path().join("earlier");
+    build_ok(&basic(), &out, &[], &[]);
     fs::create_dir(tmp.path().join("elsewhere")).unwrap();
+    fs::rename(out.join("lib"), tmp.path().join("moved")).unwrap();
     std::os::unix::fs::symlink(tmp.path().join("elsewhere"), out.join("lib")).unwrap();
     let err = build_err(&basic(), &out, &[]);
-    assert!(err.contains("symlink"), "{err}");
+    assert!(
+        err.contains("lib is not part of an earlier kmodidx output there (it is a symlink)"),
+        "{err}"
+    );
     assert_only(&tmp.path().join("elsewhere"), &[]);
-    assert_only(&out, &["keep", "lib"]);
+    assert_only(&out, &["kmodidx.manifest.json", "lib"]);
 }

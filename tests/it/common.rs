@@ -598,17 +598,79 @@ pub struct Bounded {
     pub elapsed: std::time::Duration,
 }
 
+/// Where a bounded run's standard output or error goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sink {
+    /// Captured into [`Bounded`].
+    Capture,
+    /// A pipe whose reading end is already closed (as after `| head -1`).
+    ClosedPipe,
+    /// `/dev/full`: every write fails with "No space left on device".
+    Full,
+}
+
+impl Sink {
+    fn stdio(self) -> std::process::Stdio {
+        match self {
+            Sink::Capture => std::process::Stdio::piped(),
+            Sink::ClosedPipe => std::process::Stdio::from(closed_pipe()),
+            Sink::Full => std::process::Stdio::from(fs::File::create("/dev/full").unwrap()),
+        }
+    }
+}
+
+/// The writing end of a pipe nobody reads.
+pub fn closed_pipe() -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two descriptors, which are then owned here.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both descriptors were just created and belong to nobody else.
+    let (read, write) = unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    };
+    drop(read);
+    write
+}
+
 /// Runs kmodidx with `args` and `env` in `cwd`, killing it (and failing)
-/// after `timeout`. The peak RSS comes from `/usr/bin/time`, which reads the
-/// kernel's own account (`wait4`) of a child it forked itself: a child
-/// forked straight from this (large, multi-threaded) test process would
-/// inherit its peak, since Linux carries the peak of the image an `exec`
-/// replaces.
+/// after `timeout`, capturing its output (see [`run_bounded_with`]).
 pub fn run_bounded(
     args: &[&std::ffi::OsStr],
     env: &[(&str, &str)],
     cwd: &Path,
     timeout: std::time::Duration,
+) -> Bounded {
+    let kmodidx = Path::new(env!("CARGO_BIN_EXE_kmodidx"));
+    run_bounded_with(
+        kmodidx,
+        args,
+        env,
+        cwd,
+        timeout,
+        Sink::Capture,
+        Sink::Capture,
+    )
+}
+
+/// Runs `program` with `args` and `env` in `cwd`, its standard output and
+/// error going to `stdout` and `stderr`, killing it (and failing) after
+/// `timeout`. The peak RSS comes from `/usr/bin/time`, which reads the
+/// kernel's own account (`wait4`) of a child it forked itself: a child
+/// forked straight from this (large, multi-threaded) test process would
+/// inherit its peak, since Linux carries the peak of the image an `exec`
+/// replaces.
+pub fn run_bounded_with(
+    program: &Path,
+    args: &[&std::ffi::OsStr],
+    env: &[(&str, &str)],
+    cwd: &Path,
+    timeout: std::time::Duration,
+    stdout: Sink,
+    stderr: Sink,
 ) -> Bounded {
     use std::io::Read;
     use std::os::unix::process::CommandExt;
@@ -619,28 +681,31 @@ pub fn run_bounded(
         .arg("%M")
         .arg("-o")
         .arg(report.path())
-        .arg(env!("CARGO_BIN_EXE_kmodidx"))
+        .arg(program)
         .args(args)
         .current_dir(cwd)
         .process_group(0)
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+        .stdout(stdout.stdio())
+        .stderr(stderr.stdio());
     for (k, v) in env {
         cmd.env(k, v);
     }
     let mut child = cmd
         .spawn()
         .expect("run kmodidx under /usr/bin/time (apt-get install time)");
-    let drain = |mut pipe: Box<dyn Read + Send>| {
+    // A stream that is not captured reads as empty.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
             let mut text = Vec::new();
-            let _ = pipe.read_to_end(&mut text);
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut text);
+            }
             String::from_utf8_lossy(&text).into_owned()
         })
     };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
@@ -651,7 +716,10 @@ pub fn run_bounded(
                 libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL);
             }
             let _ = child.wait();
-            panic!("kmodidx {args:?} did not finish within {timeout:?}; killed");
+            panic!(
+                "{} {args:?} did not finish within {timeout:?}; killed",
+                program.display()
+            );
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     };

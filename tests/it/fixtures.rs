@@ -62,24 +62,23 @@ fn symvers_of(scenario: &str) -> String {
     symvers.to_str().unwrap().to_string()
 }
 
-fn kmod34_errsyms(scenario: &str) {
+/// The `-errsyms` golden of `compat` (`kmod34-errsyms`, ...).
+fn errsyms(scenario: &str, compat: &str) {
     let symvers = symvers_of(scenario);
     check_variant(
         scenario,
-        "kmod34-errsyms",
-        "kmod34",
+        &format!("{compat}-errsyms"),
+        compat,
         &["--symvers", &symvers],
     );
 }
 
+fn kmod34_errsyms(scenario: &str) {
+    errsyms(scenario, "kmod34");
+}
+
 fn kmod30_errsyms(scenario: &str) {
-    let symvers = symvers_of(scenario);
-    check_variant(
-        scenario,
-        "kmod30-errsyms",
-        "kmod30",
-        &["--symvers", &symvers],
-    );
+    errsyms(scenario, "kmod30");
 }
 
 /// Every golden of every tree has its test (but Debian's zlib-less kmod 30
