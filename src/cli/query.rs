@@ -275,7 +275,9 @@ fn answer_each(
 }
 
 fn dump(file: &Path, priority: bool) -> Result<Result<u8, StdoutError>, String> {
-    let bytes = std::fs::read(file)
+    // Refuses devices (/dev/zero) and anything over the per-file limit.
+    let limit = kmodidx::build::Limits::default().max_module_size;
+    let bytes = kmodidx::source::dir::read_host_file(file, limit)
         .map_err(|e| format!("{}: {}", file.display(), kmodidx::util::io_reason(&e)))?;
     let entries = BinIndex::parse(bytes, file.display().to_string())
         .and_then(|index| index.entries())

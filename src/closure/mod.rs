@@ -344,10 +344,15 @@ pub fn expand_specs(option: &str, values: &[String]) -> Result<Vec<String>, Spec
     let mut out = Vec::new();
     for value in values {
         if let Some(path) = value.strip_prefix('@') {
-            let bytes = std::fs::read(path).map_err(|source| SpecListError::Read {
-                path: path.into(),
-                source,
-            })?;
+            // A SPEC list is a short text file: refuse devices such as
+            // /dev/zero and anything larger than 16 MiB.
+            const MAX_SPEC_FILE: u64 = 16 << 20;
+            let bytes =
+                crate::source::dir::read_host_file(std::path::Path::new(path), MAX_SPEC_FILE)
+                    .map_err(|source| SpecListError::Read {
+                        path: path.into(),
+                        source,
+                    })?;
             out.extend(parse_spec_file(&String::from_utf8_lossy(&bytes)));
             continue;
         }

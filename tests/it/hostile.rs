@@ -1301,3 +1301,33 @@ fn xz_archive_with_a_dictionary_over_the_limit() {
         "wide.tar.xz",
     );
 }
+
+/// A file read whole from the host by a command other than `build`'s
+/// inputs: `/dev/zero` must be refused at once, naming it.
+fn refuses_dev_zero(args: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    let run = run_bounded(&args, &[], dir.path(), std::time::Duration::from_secs(20));
+    assert_eq!(run.status, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("/dev/zero"), "{}", run.stderr);
+    assert!(run.peak_rss_kib < 256 * 1024, "{} KiB", run.peak_rss_kib);
+}
+
+#[test]
+fn query_dump_of_dev_zero_is_refused() {
+    refuses_dev_zero(&["query", "dump", "/dev/zero"]);
+}
+
+#[test]
+fn a_spec_list_from_dev_zero_is_refused() {
+    let tree = repo().join("fixtures/trees/basic");
+    refuses_dev_zero(&[
+        "build",
+        "--from",
+        tree.to_str().unwrap(),
+        "--out",
+        "out",
+        "--modules",
+        "@/dev/zero",
+    ]);
+}
