@@ -9,7 +9,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 corpus=${KMODIDX_CORPUS:-$repo/../shared/corpus}
 S=${1:-/tmp/kmodidx-seeds}
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-rm -rf "$S"; mkdir -p "$S"/{module,tar,cpio,config,kernel_symbols,module_files,manifest}
+rm -rf "$S"; mkdir -p "$S"/{module,tar,cpio,config,kernel_symbols,module_files,manifest,index_bin}
 
 dpkg-deb -x "$corpus"/debian/linux-image-6.1.0-*.deb "$work/k1"
 dpkg-deb -x "$corpus"/debian/linux-image-6.12.*.deb "$work/k2"
@@ -124,4 +124,15 @@ m3 = json.loads(json.dumps(m)); m3['files'].append(dict(m3['files'][0], size=7))
 open(S + '/dup.json', 'w').write(json.dumps(m3, indent=1))
 open(S + '/unicode.json', 'w').write(json.dumps(m).replace('"modules.dep"', '"mod\\u00e9\\ud83d\\ude00/\\u0000x"'))
 PY
+# .bin indexes: every distinct one of the golden fixtures (both layouts) and
+# the corpus kernels' small ones, each behind a key for the searches (the
+# first byte is its length, see harness::index_bin).
+cd "$S/index_bin"; i=0
+while read -r f; do
+    for key in "" "core_base" "pci:v00008086d00001234sv00000000sd00000000bc02sc00i00" "symbol:crc32c"; do
+        { printf "\\$(printf '%03o' "${#key}")%s" "$key"; cat "$f"; } > "bin$i"; i=$((i + 1))
+    done
+done < <({ find "$repo/fixtures" -name '*.bin'; find "$corpus" -name '*.bin' -size -16k; } |
+    xargs sha256sum | sort -u -k1,1 | awk '{print $2}' | sort)
+
 echo "seeds in $S"

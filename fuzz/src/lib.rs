@@ -17,7 +17,9 @@ use kmodidx::depmod::config::Config;
 use kmodidx::depmod::kernel_symbols::{parse_symvers, parse_system_map};
 use kmodidx::depmod::order::{module_order, uncompressed_relpath, DuplicateRule};
 use kmodidx::index::files::{render, BuiltinInputs, FileOptions, IndexedModule};
-use kmodidx::index::trie::Layout;
+use kmodidx::index::fnmatch::fnmatch;
+use kmodidx::index::reader::{BinIndex, ReadMode};
+use kmodidx::index::trie::{Layout, Trie};
 use kmodidx::module::read::{MetaParser, ModuleReader, ModuleSource};
 use kmodidx::module::ModuleMeta;
 use kmodidx::output::manifest::Manifest;
@@ -354,4 +356,84 @@ pub fn manifest(data: &[u8]) {
         "an output holding exactly the manifest's files does not match it"
     );
     let _ = verify::compare(&m, &verify::Scan::default());
+}
+
+/// A binary index (`modules.*.bin`, as `query`, `check` and `diff` read
+/// them). The first input byte is a key length n, the next n bytes the key
+/// to look up, the rest the index file. An index that parses must:
+/// list its entries, or fail with an error, within its output bound; find
+/// every listed key by exact search, in both read modes; return from a
+/// wildcard search exactly the values whose (pattern) key matches, as
+/// [`wild_match`] says; and,
+/// rebuilt from its entries in the layout it was read in, encode to a file
+/// that reads back to the same entries.
+pub fn index_bin(data: &[u8]) {
+    let Some((&n, rest)) = data.split_first() else {
+        return;
+    };
+    let (key, bytes) = rest.split_at(usize::from(n).min(rest.len()));
+    let header_ok = BinIndex::header_ok(bytes);
+    let Ok(index) = BinIndex::parse(bytes.to_vec(), "fuzz.bin") else {
+        return;
+    };
+    assert!(header_ok, "an index that parsed fails header_ok");
+    let layout = index.layout();
+    let Ok(entries) = index.entries() else {
+        return;
+    };
+    for mode in [ReadMode::Mapped, ReadMode::Streamed] {
+        for e in entries.iter().take(64) {
+            assert!(
+                index.search(&e.key, mode).is_some(),
+                "listed key {:?} not found ({mode:?})",
+                e.key
+            );
+        }
+        let mut found: Vec<(u32, Vec<u8>)> = index
+            .search_wild(key, mode)
+            .iter()
+            .map(|v| (v.priority, v.value.to_vec()))
+            .collect();
+        let mut want: Vec<(u32, Vec<u8>)> = entries
+            .iter()
+            .filter(|e| wild_match(&e.key, key))
+            .map(|e| (e.priority, e.value.clone()))
+            .collect();
+        found.sort();
+        want.sort();
+        assert_eq!(found, want, "wildcard search for {key:?} ({mode:?})");
+    }
+    let mut trie = Trie::new();
+    for e in &entries {
+        if trie.insert(&e.key, &e.value, e.priority).is_err() {
+            return; // a key the writer refuses (non-ASCII): nothing to compare
+        }
+    }
+    let Ok(encoded) = trie.encode(layout.unwrap_or(Layout::ParentFirst)) else {
+        return;
+    };
+    let again = BinIndex::parse(encoded, "re-encoded.bin")
+        .and_then(|i| i.entries())
+        .expect("a re-encoded index reads back");
+    let sorted = |mut v: Vec<kmodidx::index::reader::Entry>| {
+        v.sort_by(|a, b| (&a.key, a.priority, &a.value).cmp(&(&b.key, b.priority, &b.value)));
+        v
+    };
+    assert_eq!(
+        sorted(entries),
+        sorted(again),
+        "entries changed on a re-encode"
+    );
+}
+
+/// Whether libkmod's `index_searchwild` returns the values of `pattern` for
+/// `key`: up to the pattern's first `*`, `?` or `[` the trie walk compares
+/// bytes (a backslash is no escape there), and from that position on the
+/// rest of the pattern is fnmatch'ed against the rest of the key. A pattern
+/// without any of the three is found by the walk alone: equal bytes.
+fn wild_match(pattern: &[u8], key: &[u8]) -> bool {
+    match pattern.iter().position(|b| matches!(b, b'*' | b'?' | b'[')) {
+        None => pattern == key,
+        Some(j) => key.get(..j) == Some(&pattern[..j]) && fnmatch(&pattern[j..], &key[j..]),
+    }
 }

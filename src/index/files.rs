@@ -9,7 +9,7 @@ use crate::util::{c_string, fgets_chunks, scan_unsigned};
 /// Why an index could not be encoded.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
-    /// A key byte outside 7-bit ASCII.
+    /// A key byte the format cannot store (NUL, or outside 7-bit ASCII).
     #[error(transparent)]
     NonAscii(#[from] NonAsciiKey),
     /// An index beyond the format's size limit.

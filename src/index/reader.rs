@@ -85,7 +85,9 @@ pub enum Corruption {
         /// The node's offset.
         offset: u32,
     },
-    /// A child table beyond 7-bit ASCII, or with its ends swapped.
+    /// A child table beyond 7-bit ASCII, starting at byte 0 (keys are C
+    /// strings: no lookup can take a NUL branch, and no depmod writes one),
+    /// or with its ends swapped.
     #[error("the node at offset {offset} has an invalid child range {first}..={last}")]
     BadChildRange {
         /// The node's offset.
@@ -245,7 +247,7 @@ impl BinIndex {
         if flagged & FLAG_CHILDS != 0 {
             let range = self.bytes.get(p..p + 2).ok_or(truncated.clone())?;
             (first, last) = (range[0], range[1]);
-            if first > last || last >= CHILD_MAX {
+            if first == 0 || first > last || last >= CHILD_MAX {
                 return Err(Corruption::BadChildRange {
                     offset,
                     first,
@@ -699,6 +701,18 @@ mod tests {
         let mut b = header(FLAG_CHILDS | 12);
         b.extend_from_slice(&[0x80, 0x81, 0, 0, 0, 0, 0, 0, 0, 0]);
         assert!(matches!(problem(b), Corruption::BadChildRange { .. }));
+        // A branch on NUL would put a NUL inside a key (found by fuzzing:
+        // the key could not be written back).
+        let mut b = header(FLAG_CHILDS | 12);
+        b.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            problem(b),
+            Corruption::BadChildRange {
+                offset: 12,
+                first: 0,
+                last: 1
+            }
+        );
     }
 
     #[test]

@@ -38,8 +38,9 @@ pub enum Layout {
     ChildrenFirst,
 }
 
-/// A key byte outside 7-bit ASCII: kmod's child table has 128 slots, so such
-/// a key cannot be stored (kmod itself indexes out of bounds).
+/// A key byte kmod's format cannot store: one outside 7-bit ASCII (kmod's
+/// child table has 128 slots; kmod itself indexes out of bounds), or a NUL
+/// (keys are C strings: the NUL would end the key in the file).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NonAsciiKey {
     /// The key.
@@ -50,7 +51,7 @@ impl fmt::Display for NonAsciiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "index key {:?} has a byte outside 7-bit ASCII",
+            "index key {:?} has a NUL byte or a byte outside 7-bit ASCII",
             String::from_utf8_lossy(&self.key)
         )
     }
@@ -97,7 +98,7 @@ impl Trie {
     /// Adds `value` under `key`. Returns `Ok(true)` when the key already held
     /// an identical value (kmod reports these with `-w`).
     pub fn insert(&mut self, key: &[u8], value: &[u8], priority: u32) -> Result<bool, NonAsciiKey> {
-        if key.iter().any(|&b| b >= CHILD_MAX) {
+        if key.iter().any(|&b| b == 0 || b >= CHILD_MAX) {
             return Err(NonAsciiKey { key: key.to_vec() });
         }
         let mut node = 0;
@@ -378,5 +379,8 @@ mod tests {
     #[test]
     fn rejects_non_ascii_keys() {
         assert!(Trie::new().insert(&[b'a', 0xc3], b"v", 0).is_err());
+        // A NUL would end the key in the file, and shift what follows.
+        assert!(Trie::new().insert(b"a\0b", b"v", 0).is_err());
+        assert!(Trie::new().insert(&[0x7f], b"v", 0).is_ok());
     }
 }

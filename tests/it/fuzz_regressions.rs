@@ -78,4 +78,5 @@ targets! {
     kernel_symbols => harness::kernel_symbols,
     module_files => harness::module_files,
     manifest => harness::manifest,
+    index_bin => harness::index_bin,
 }
