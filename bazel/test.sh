@@ -12,6 +12,9 @@
 #   * a staged directory output (a tree artifact) works as the input of
 #     another kmodidx_index, and image rules see KmodidxIndexInfo;
 #   * symvers/kernel_version/compat/config reach kmodidx;
+#   * modules = [...] builds the closure, byte-identical to
+#     `kmodidx build --modules=...`, and a list file ("@FILE") is refused at
+#     analysis (it would be an undeclared input);
 #   * the action runs @kmodidx_tool//:kmodidx, its command line holds no host
 #     path and its environment is empty; the prebuilt binary ties the action
 #     to Linux execution platforms;
@@ -132,8 +135,8 @@ grep -q "^    version = \"$cargo_version\",$" "$repo/MODULE.bazel" ||
     fail "MODULE.bazel's version is not Cargo.toml's version $cargo_version"
 
 # -------------------------------------------------------------- first build
-targets=(//:idx //:staged //:reindexed //:reindexed_summary //strict:checked //strict:configured)
-kmodidx_actions=5
+targets=(//:idx //:staged //:reindexed //:reindexed_summary //:closure //strict:checked //strict:configured)
+kmodidx_actions=6
 run_bazel build build "${targets[@]}" || { show_log build; fail "bazel build failed"; }
 bin=$(cd "$ws" && bazel "${bazel_startup[@]}" info "${bazel_flags[@]}" bazel-bin 2>/dev/null)
 echo "  first build: $(grep -o '[0-9]* processes:.*' "$scratch/build.log" | head -n 1) ($((SECONDS - start)) s so far)"
@@ -171,6 +174,19 @@ cmp -s "$scratch/summary.want" "$bin/reindexed_summary.txt" ||
     fail "KmodidxIndexInfo as seen by //:reindexed_summary: $(cat "$bin/reindexed_summary.txt")"
 [ "$(cat "$bin/reindexed.kernel_version")" = "$version" ] || fail "reindexed.kernel_version"
 echo "  //:reindexed_summary: KmodidxIndexInfo as expected, kernel_version_file holds $version"
+
+# modules = [...]: the closure, exactly as the command line writes it.
+env -u SOURCE_DATE_EPOCH "$kmodidx" build --from "$ws/rootfs.tar" --out "$scratch/closure-cli.tar" \
+    --modules=btrfs --modules=fs-vfat --staged 2>/dev/null
+cmp -s "$bin/closure.tar" "$scratch/closure-cli.tar" ||
+    fail "closure.tar differs from kmodidx build --modules=btrfs --modules=fs-vfat --staged"
+closure_modules=$(tar -tf "$bin/closure.tar" | grep '\.ko$' | sed 's|.*/||' | sort | tr '\n' ' ')
+for want in btrfs.ko libcrc32c.ko vfat.ko fat.ko; do
+    case " $closure_modules" in *" $want "*) ;; *) fail "closure.tar lacks $want: $closure_modules" ;; esac
+done
+[ "$(echo "$closure_modules" | wc -w)" -lt "$want_modules" ] || fail "closure.tar holds every module"
+grep -q '"btrfs"' <(tar -xOf "$bin/closure.tar" kmodidx.manifest.json) || fail "closure.tar's manifest does not record its roots"
+echo "  //:closure: $(echo "$closure_modules" | wc -w) modules, byte-identical to \`kmodidx build --modules=btrfs --modules=fs-vfat --staged\`"
 
 # Symbol checks without strict: warnings in kmod's words, the index written
 # exactly as the command line writes it (kmod 30 flavour).
@@ -224,6 +240,17 @@ fi
 grep -q "needs unknown symbol no_such_symbol" "$scratch/strict.log" || { show_log strict; fail "no 'needs unknown symbol' in the failure"; }
 [ ! -e "$bin/strict/strict.tar" ] || fail "a failed strict build left strict.tar"
 echo "  //strict:strict: failed as it must: $(grep -m1 'needs unknown symbol' "$scratch/strict.log")"
+
+# modules = ["@FILE"] would read an undeclared input: analysis refuses it.
+mkdir "$ws/listfile"
+: >"$ws/listfile/empty.tar"
+printf '%s\n' 'load("@kmodidx//bazel:defs.bzl", "kmodidx_index")' \
+    'kmodidx_index(name = "listed", src = "empty.tar", out = "listed.tar", modules = ["@roots.txt"])' \
+    >"$ws/listfile/BUILD.bazel"
+if run_bazel listed build //listfile:listed; then fail "//listfile:listed built with modules = [\"@roots.txt\"]"; fi
+grep -q "a list file would be an undeclared input" "$scratch/listed.log" || { show_log listed; fail "no clear error for modules = [\"@roots.txt\"]"; }
+rm -r "$ws/listfile"
+echo "  modules = [\"@roots.txt\"]: refused at analysis, naming the reason"
 
 # ------------------------------------- tool = a kmodidx that Bazel builds
 # As with a rules_rust build of kmodidx: //tools:kmodidx is a genrule, built
