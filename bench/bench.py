@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
-"""Side-by-side benchmark of `kmodidx build` and Debian's depmod (kmod 30).
+"""Side-by-side benchmark of `kmodidx build` and depmod (by default Debian's, kmod 30).
 
 Run it through bench/run.sh; bench/README.md documents the workloads, the
 options and how the numbers are taken. Python 3 standard library only.
 
-Every measured run of either tool is checked: all 10 files kmod 30 writes
-must be byte-identical between the two tools (kmodidx runs with
-`--compat kmod30`), otherwise the workload is reported as a mismatch and no
-timing is given for it.
+Every measured run of either tool is checked: every index file the baseline
+depmod writes (10 for kmod 30-32, 11 with modules.weakdep from kmod 33 on)
+must be byte-identical between the two tools (kmodidx runs with the
+`--compat` that matches the baseline's version, `depmod --version`),
+otherwise the workload is reported as a mismatch and no timing is given
+for it.
 """
 
 import argparse
@@ -25,7 +27,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
-# What Debian's depmod 30 writes (no modules.weakdep).
+# What Debian's depmod 30 writes (no modules.weakdep, which kmod 33 added).
 KMOD30_FILES = [
     "modules.alias",
     "modules.alias.bin",
@@ -167,15 +169,32 @@ def rmtree(path):
 # ---------------------------------------------------------------- checking
 
 
-def compare_dirs(kmodidx_dir, depmod_dir):
-    """Returns a list of problems (empty when all 10 files are identical)."""
+def baseline_kind(version_text):
+    """From `depmod --version`'s first line ("kmod version 34.2"): the
+    kmodidx --compat that writes what that depmod writes, and the index files
+    it writes."""
+    words = version_text.split()
+    try:
+        major = int(words[2].split(".")[0]) if words[:2] == ["kmod", "version"] else None
+    except (IndexError, ValueError):
+        major = None
+    if major is None:
+        die(f"cannot tell the baseline's kmod version from `depmod --version`: {version_text!r}")
+    if major < 33:
+        return "kmod30", KMOD30_FILES
+    files = sorted(KMOD30_FILES + ["modules.weakdep"])
+    return ("kmod33" if major == 33 else "kmod34"), files
+
+
+def compare_dirs(kmodidx_dir, depmod_dir, files):
+    """Returns a list of problems (empty when all `files` are identical)."""
     problems = []
     produced = sorted(
         p.name for p in Path(kmodidx_dir).iterdir() if p.name.startswith("modules.")
     ) if Path(kmodidx_dir).is_dir() else []
-    if produced != KMOD30_FILES:
-        problems.append(f"kmodidx wrote {produced}, expected {KMOD30_FILES}")
-    for name in KMOD30_FILES:
+    if produced != files:
+        problems.append(f"kmodidx wrote {produced}, expected {files}")
+    for name in files:
         a, b = Path(kmodidx_dir) / name, Path(depmod_dir) / name
         if not b.is_file():
             problems.append(f"depmod did not write {name}")
@@ -198,16 +217,16 @@ def tar_members(tar_path, kver):
     return found
 
 
-def compare_tar(idx_tar, kver, depmod_dir):
+def compare_tar(idx_tar, kver, depmod_dir, expected):
     try:
         files = tar_members(idx_tar, kver)
     except (tarfile.TarError, OSError) as e:
         return [f"{idx_tar}: not a readable tar: {e}"]
     problems = []
     names = sorted(n for n in files if n.startswith("modules."))
-    if names != KMOD30_FILES:
-        problems.append(f"idx.tar holds {names}, expected {KMOD30_FILES}")
-    for name in KMOD30_FILES:
+    if names != expected:
+        problems.append(f"idx.tar holds {names}, expected {expected}")
+    for name in expected:
         ref = Path(depmod_dir) / name
         if name in files and ref.is_file() and files[name] != ref.read_bytes():
             problems.append(f"{name} differs")
@@ -263,20 +282,20 @@ class TreeWorkload(Workload):
         rmtree(self.out)
 
     def prepare_depmod(self):
-        for name in KMOD30_FILES:
+        for name in self.ctx.files:
             p = self.depmod_dir() / name
             if p.exists():
                 p.unlink()
 
     def kmodidx_steps(self):
         return [[self.ctx.kmodidx, "build", "--from", self.root, "--out", self.out,
-                 "--compat", "kmod30", *self.ctx.manifest_args]]
+                 "--compat", self.ctx.compat, *self.ctx.manifest_args]]
 
     def depmod_steps(self):
         return [[self.ctx.depmod, "-b", self.copy, "-C", "/nonexistent", self.kver]]
 
     def check(self):
-        return compare_dirs(self.kmodidx_dir(), self.depmod_dir())
+        return compare_dirs(self.kmodidx_dir(), self.depmod_dir(), self.ctx.files)
 
 
 class ArchiveWorkload(Workload):
@@ -338,10 +357,10 @@ class ArchiveWorkload(Workload):
 
     def kmodidx_steps(self):
         return [[self.ctx.kmodidx, "build", "--from", self.archive, "--out", self.idx_tar,
-                 "--compat", "kmod30", *self.ctx.manifest_args]]
+                 "--compat", self.ctx.compat, *self.ctx.manifest_args]]
 
     def depmod_steps(self):
-        rel = [f"./lib/modules/{self.kver}/{n}" for n in KMOD30_FILES]
+        rel = [f"./lib/modules/{self.kver}/{n}" for n in self.ctx.files]
         return [
             ["tar", "-x", "--zstd", "-f", self.archive, "-C", self.xdir],
             [self.ctx.depmod, "-b", self.xdir, "-C", "/nonexistent", self.kver],
@@ -349,7 +368,8 @@ class ArchiveWorkload(Workload):
         ]
 
     def check(self):
-        return compare_tar(self.idx_tar, self.kver, self.xdir / "lib/modules" / self.kver)
+        return compare_tar(self.idx_tar, self.kver, self.xdir / "lib/modules" / self.kver,
+                           self.ctx.files)
 
 
 # ---------------------------------------------------------------- context
@@ -373,6 +393,8 @@ class Context:
         self.debs = Path(args.debs).resolve() if args.debs else None
         self.fixturegen = REPO / "target/release/kmodidx-fixturegen"
         self.depmod = args.depmod
+        self.depmod_version = "unknown"
+        self.compat, self.files = "kmod30", KMOD30_FILES
         self.corpus = Path(args.corpus).resolve()
 
     @staticmethod
@@ -623,6 +645,15 @@ def evaluate(results):
             return (name, f"≥ {want}×", "output mismatch / error", "**not met**")
         return None
 
+    def speed_row(name, want, r):
+        """The row of a wall-time ratio target."""
+        row = unavailable_row(name, want, r)
+        if row:
+            return row
+        got = ratio(r, "wall")
+        return (name, f"≥ {want}×", f"{got:.2f}× (fastest runs: {min_ratio(r, 'wall'):.2f}×)",
+                status_word(got >= want))
+
     kernel_keys = sorted((k for k in by_key if k.startswith("kernel-")),
                          key=lambda k: (k.count("-"), [int(x) for x in k.split("-")[1].split(".")]))
     for key in kernel_keys:
@@ -633,14 +664,9 @@ def evaluate(results):
         short = key.removeprefix("kernel-").replace("-", " ")
         issue = TARGET_ISSUE[key]
         name = f"{short} unpacked: kmodidx ≥ {want}× faster than depmod (wall; issue #{issue})"
-        row = unavailable_row(name, want, r)
-        if row:
-            targets.append(row)
+        targets.append(speed_row(name, want, r))
+        if unavailable_row(name, want, r):
             continue
-        got = ratio(r, "wall")
-        targets.append((name, f"≥ {want}×",
-                        f"{got:.2f}× (fastest runs: {min_ratio(r, 'wall'):.2f}×)",
-                        status_word(got >= want)))
         k, d = med(metrics(r.kmodidx)["rss"]), med(metrics(r.depmod)["rss"])
         targets.append((f"{short} unpacked: peak RSS ≤ depmod's", "≤ 1.00× depmod",
                         f"{k:.1f} vs {d:.1f} MiB ({k / d:.2f}×)", status_word(k <= d)))
@@ -650,14 +676,7 @@ def evaluate(results):
             continue
         want = TARGET_RATIO["archive"]
         name = f"{short} rootfs.tar.zst → idx.tar: ≥ {want}× faster than tar x + depmod + tar c"
-        row = unavailable_row(name, want, r)
-        if row:
-            targets.append(row)
-            continue
-        got = ratio(r, "wall")
-        targets.append((name, f"≥ {want}×",
-                        f"{got:.2f}× (fastest runs: {min_ratio(r, 'wall'):.2f}×)",
-                        status_word(got >= want)))
+        targets.append(speed_row(name, want, r))
 
     scale = sorted((r for r in results if r.wl.group == "scale"), key=lambda r: r.wl.modules)
     if scale:
@@ -732,11 +751,7 @@ def machine_info(ctx, load_start):
                 break
     except OSError:
         pass
-    try:
-        depmod_version = subprocess.run([ctx.depmod, "--version"], capture_output=True,
-                                        text=True).stdout.splitlines()[0]
-    except (OSError, IndexError):
-        depmod_version = "unknown"
+    depmod_version = ctx.depmod_version
     rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
     head = subprocess.run(["git", "-C", REPO, "rev-parse", "--short=12", "HEAD"],
                           capture_output=True, text=True).stdout.strip()
@@ -771,18 +786,19 @@ def write_report(ctx, results, targets, command, load_start, params):
     lines = [
         "# Benchmarks",
         "",
-        "kmodidx (`" + shlex.join(["kmodidx", "build", "--compat", "kmod30",
+        "kmodidx (`" + shlex.join(["kmodidx", "build", "--compat", ctx.compat,
                                    *ctx.manifest_args]) + "`"
         + (", the same work as depmod does" if ctx.args.no_manifest else
            ", with its default manifest" if not ctx.manifest_args else "")
-        + ") against Debian's depmod (kmod 30),",
+        + f") against `{ctx.depmod}` ({ctx.depmod_version}),",
         "run side by side on the same inputs in the same run. Produced by",
         "",
         "```",
         command,
         "```",
         "",
-        f"{params}. Every run's output was compared: all 10 files kmod 30 writes are "
+        f"{params}. Every run's output was compared: all {len(ctx.files)} files this depmod "
+        "writes are "
         "byte-identical between the two tools wherever timings are shown. "
         "Times are medians with min–max in parentheses; ratios are depmod's median over "
         "kmodidx's (above 1 means kmodidx is faster or smaller). Page cache warm; "
@@ -927,6 +943,12 @@ def main():
         die(f"{GNU_TIME} not found: apt-get install -y time")
     if not os.access(ctx.depmod, os.X_OK):
         die(f"{ctx.depmod} not found: apt-get install -y kmod")
+    try:
+        ctx.depmod_version = subprocess.run([ctx.depmod, "--version"], capture_output=True,
+                                            text=True).stdout.splitlines()[0]
+    except (OSError, IndexError):
+        die(f"`{ctx.depmod} --version` printed nothing")
+    ctx.compat, ctx.files = baseline_kind(ctx.depmod_version)
 
     if not args.no_build:
         log("building: cargo build --release")
