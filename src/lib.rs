@@ -22,10 +22,14 @@
 //!    ([`depmod::discover::walk_modules`]) and names the file `ext4`
 //!    ([`layout::modname`]) as a [`depmod::discover::Found`]; orders the
 //!    modules as kmod does ([`depmod::order`], [`depmod::hash_order`]); fetches
-//!    the stored metadata through a [`module::ModuleSource`]; resolves every
-//!    needed symbol to its provider ([`depmod::resolve`]), so `ext4` needs
-//!    `jbd2` and `mbcache`; and hands an [`index::files::IndexedModule`] per
-//!    module to [`index::files::render`].
+//!    the stored metadata through a [`module::ModuleSource`] (from a
+//!    directory, the walk hands each module file to the worker threads as it
+//!    meets it); resolves every needed symbol to its provider
+//!    ([`depmod::resolve`]), so `ext4` needs `jbd2` and `mbcache`; and hands
+//!    an [`index::files::IndexedModule`] per module to [`index::files`]: the
+//!    files made from the modules' own metadata, such as `modules.alias.bin`,
+//!    while resolution runs ([`index::files::render_unresolved`]), the rest
+//!    after it ([`index::files::render_resolved`]).
 //! 4. [`index::files`] writes the `modules.dep` line `kernel/fs/ext4.ko.xz:
 //!    kernel/fs/jbd2/jbd2.ko.xz kernel/fs/mbcache.ko.xz` and inserts `ext4`
 //!    into an [`index::Trie`] whose encoding is `modules.dep.bin`; each file

@@ -155,6 +155,7 @@ struct Walker<'a> {
     found: Vec<Option<Found>>,
     by_name: HashMap<Vec<u8>, usize>,
     diags: &'a mut Vec<Diagnostic>,
+    on_module: &'a mut dyn FnMut(&[u8]),
 }
 
 /// Finds every module, in kmod's search order: the module directory, then
@@ -168,6 +169,20 @@ pub fn discover(
     external_tree_path: impl Fn(&[u8]) -> Option<Vec<u8>>,
     diags: &mut Vec<Diagnostic>,
 ) -> Result<Vec<Found>, Diagnostic> {
+    discover_with(tree, dir, cfg, external_tree_path, diags, &mut |_| {})
+}
+
+/// [`discover`], calling `on_module` with the tree path of each module file
+/// as the walk meets it, so that a caller can start reading it at once. A
+/// file may be met and then lose to a better-ranked copy of its module.
+pub fn discover_with(
+    tree: &dyn Tree,
+    dir: &ModuleDir,
+    cfg: &Config,
+    external_tree_path: impl Fn(&[u8]) -> Option<Vec<u8>>,
+    diags: &mut Vec<Diagnostic>,
+    on_module: &mut dyn FnMut(&[u8]),
+) -> Result<Vec<Found>, Diagnostic> {
     let mut walker = Walker {
         tree,
         ranks: Ranks::new(cfg),
@@ -175,6 +190,7 @@ pub fn discover(
         found: Vec::new(),
         by_name: HashMap::new(),
         diags,
+        on_module,
     };
     if let Err(e) = tree.read_dir(&dir.tree_path) {
         return Err(Diagnostic::error(Kind::DirUnreadable {
@@ -202,6 +218,7 @@ impl Walker<'_> {
         let excludes = &self.ranks.excludes;
         let excluded = |name: &[u8]| excludes.contains(name);
         let diags = &mut *self.diags;
+        let on_module = &mut *self.on_module;
         let mut modules = Vec::new();
         walk_modules(tree, tree_dir, kmod_dir, &excluded, &mut |walked| {
             match walked {
@@ -209,7 +226,10 @@ impl Walker<'_> {
                     file_name,
                     tree_path,
                     kmod_path,
-                } => modules.push((file_name.to_vec(), tree_path, kmod_path)),
+                } => {
+                    on_module(&tree_path);
+                    modules.push((file_name.to_vec(), tree_path, kmod_path))
+                }
                 Walked::Unreadable { tree_dir, error } => {
                     diags.push(Diagnostic::error(Kind::DirUnreadable {
                         path: tree.display(tree_dir),

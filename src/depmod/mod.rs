@@ -8,13 +8,15 @@ pub mod kernel_symbols;
 pub mod order;
 pub mod resolve;
 
+use std::collections::HashMap;
+
 use rayon::prelude::*;
 
 use crate::diag::{Diagnostic, Kind};
 use crate::index::files::IndexError;
 use crate::index::files::{self, BuiltinInputs, FileOptions, IndexFile, IndexedModule};
 use crate::index::trie::Layout;
-use crate::module::ModuleSource;
+use crate::module::{ModuleMeta, ModuleSource};
 use crate::source::{join, Tree};
 use config::Config;
 use discover::ModuleDir;
@@ -209,15 +211,32 @@ impl Loaded {
 
 /// Finds, orders and loads the modules (depmod's steps before resolution).
 pub fn load(req: &Request<'_>, diags: &mut Vec<Diagnostic>) -> Result<Loaded, DepmodError> {
+    // Reading and parsing dominate the run time, and each module is
+    // independent: the other threads start on each module file as the walk
+    // (one thread) meets it. What they parse is kept by tree path and put
+    // in output order below, so the result is the same whatever the timing.
+    let early: std::sync::Mutex<HashMap<Vec<u8>, ModuleMeta>> = Default::default();
     let found = match &req.explicit_modules {
         Some(files) => files.clone(),
-        None => match discover::discover(
-            req.tree,
-            &req.module_dir,
-            &req.config,
-            req.external_in_tree,
-            diags,
-        ) {
+        None => match rayon::scope(|s| {
+            discover::discover_with(
+                req.tree,
+                &req.module_dir,
+                &req.config,
+                req.external_in_tree,
+                diags,
+                &mut |tree_path| {
+                    let (path, early) = (tree_path.to_vec(), &early);
+                    s.spawn(move |_| {
+                        let meta = req.modules.module_meta(&path);
+                        early
+                            .lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner())
+                            .insert(path, meta);
+                    });
+                },
+            )
+        }) {
             Ok(found) => found,
             Err(fatal) => return Err(DepmodError::ModuleDir(fatal, std::mem::take(diags))),
         },
@@ -251,13 +270,21 @@ pub fn load(req: &Request<'_>, diags: &mut Vec<Diagnostic>) -> Result<Loaded, De
         diags,
     );
 
-    // Decompression and parsing dominate the run time; they are independent
-    // per module, and collecting in order keeps the result thread-count free.
+    // Modules the walk did not hand out (an explicit list) are read now.
+    let mut early = early
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let parsed: Vec<Option<ModuleMeta>> = order
+        .iter()
+        .map(|&i| early.remove(&found[i].tree_path))
+        .collect();
+    drop(early);
     let modules: Vec<resolve::LoadedModule> = order
         .par_iter()
-        .map(|&i| {
+        .zip(parsed)
+        .map(|(&i, parsed)| {
             let f = &found[i];
-            let meta = req.modules.module_meta(&f.tree_path);
+            let meta = parsed.unwrap_or_else(|| req.modules.module_meta(&f.tree_path));
             let meta = match req.compat {
                 Compat::Kmod34 => meta.for_kmod34(),
                 Compat::Kmod33 | Compat::Kmod30 => meta,
@@ -291,7 +318,7 @@ pub fn index(
     loaded: Loaded,
     mut diags: Vec<Diagnostic>,
 ) -> Result<Outcome, DepmodError> {
-    let Loaded { found, modules } = loaded;
+    let Loaded { found, mut modules } = loaded;
     let readable_modules = modules
         .iter()
         .filter(|m| match &m.meta.exports {
@@ -301,54 +328,101 @@ pub fn index(
         })
         .count();
 
-    let resolution = match resolve::resolve(
-        &modules,
-        req.kernel_symbols.as_deref(),
-        req.symbols,
-        &mut diags,
-    ) {
-        Ok(r) => r,
-        Err(cycle) => {
-            diags.extend(cycle.report);
-            return Err(DepmodError::Cycle { diagnostics: diags });
-        }
-    };
-
-    let indexed: Vec<IndexedModule> = modules
-        .into_iter()
+    // The files made from the modules' own metadata (aliases, soft and weak
+    // dependencies, devnames, the builtin inputs) do not wait for
+    // resolution: they are rendered on the other threads while it runs.
+    // Messages keep kmod's order: resolution's, then the builtin inputs',
+    // then each file's.
+    let mut indexed: Vec<IndexedModule> = modules
+        .iter_mut()
         .zip(&found)
-        .zip(resolution.dependencies)
-        .map(|((m, f), dependencies)| IndexedModule {
-            name: m.name,
+        .map(|(m, f)| IndexedModule {
+            name: m.name.clone(),
             path: f.relpath.clone().unwrap_or_else(|| f.kmod_path.clone()),
-            aliases: m.meta.aliases,
-            softdeps: m.meta.softdeps,
-            weakdeps: m.meta.weakdeps,
-            dependencies,
+            aliases: std::mem::take(&mut m.meta.aliases),
+            softdeps: std::mem::take(&mut m.meta.softdeps),
+            weakdeps: std::mem::take(&mut m.meta.weakdeps),
+            dependencies: Vec::new(),
         })
         .collect();
-
-    // The binary indexes (and so the builtin inputs) are not part of the
-    // text-only output; kmod does not even open those inputs then.
-    let (builtin, builtin_modinfo) = if req.text_only {
-        (None, None)
-    } else {
-        (
-            read_input(req, "modules.builtin", &mut diags)?,
-            read_input(req, "modules.builtin.modinfo", &mut diags)?,
-        )
-    };
     let opts = FileOptions {
         layout: req.compat.layout(),
         weakdep: req.compat.writes_weakdep(),
         warn_duplicates: req.warn_duplicates,
         text_only: req.text_only,
     };
+    let mut resolve_diags = Vec::new();
+    let mut input_diags = Vec::new();
+    let (resolution, early) = rayon::join(
+        || {
+            resolve::resolve(
+                &modules,
+                req.kernel_symbols.as_deref(),
+                req.symbols,
+                &mut resolve_diags,
+            )
+        },
+        || {
+            // The binary indexes (and so the builtin inputs) are not part of
+            // the text-only output; kmod does not even open those inputs then.
+            let (builtin, modinfo) = if req.text_only {
+                (None, None)
+            } else {
+                (
+                    read_input(req, "modules.builtin", &mut input_diags)?,
+                    read_input(req, "modules.builtin.modinfo", &mut input_diags)?,
+                )
+            };
+            let inputs = BuiltinInputs {
+                builtin: builtin.as_deref(),
+                builtin_modinfo: modinfo.as_deref(),
+            };
+            let early = files::render_unresolved(&indexed, &inputs, opts);
+            Ok((builtin, modinfo, early))
+        },
+    );
+    diags.extend(resolve_diags);
+    let resolution = match resolution {
+        Ok(r) => r,
+        Err(cycle) => {
+            diags.extend(cycle.report);
+            return Err(DepmodError::Cycle { diagnostics: diags });
+        }
+    };
+    diags.extend(input_diags);
+    let (builtin, builtin_modinfo, early) = match early {
+        Ok(early) => early,
+        // read_input moved the branch's messages into the error: put the
+        // earlier ones before them.
+        Err(DepmodError::Refused {
+            path,
+            reason,
+            diagnostics,
+        }) => {
+            diags.extend(diagnostics);
+            return Err(DepmodError::Refused {
+                path,
+                reason,
+                diagnostics: diags,
+            });
+        }
+        Err(other) => return Err(other),
+    };
+    for (m, dependencies) in indexed.iter_mut().zip(resolution.dependencies) {
+        m.dependencies = dependencies;
+    }
     let inputs = BuiltinInputs {
         builtin: builtin.as_deref(),
         builtin_modinfo: builtin_modinfo.as_deref(),
     };
-    match files::render(&indexed, &resolution.symbols, &inputs, opts, &mut diags) {
+    match files::render_resolved(
+        &indexed,
+        &resolution.symbols,
+        &inputs,
+        opts,
+        early,
+        &mut diags,
+    ) {
         Ok(files) => Ok(Outcome {
             files,
             diagnostics: diags,

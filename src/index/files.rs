@@ -66,7 +66,8 @@ pub struct IndexFile {
 
 /// Renders all files in kmod's order, appending kmod's messages to `diags`
 /// (in the order kmod prints them). The files are independent, so they are
-/// rendered in parallel.
+/// rendered in parallel. The same as [`render_unresolved`] then
+/// [`render_resolved`].
 pub fn render(
     modules: &[IndexedModule],
     symbols: &[(Vec<u8>, usize)],
@@ -74,23 +75,58 @@ pub fn render(
     opts: FileOptions,
     diags: &mut Vec<Diagnostic>,
 ) -> Result<Vec<IndexFile>, IndexError> {
-    type Job<'j> =
-        Box<dyn Fn(&mut Vec<Diagnostic>) -> Result<Vec<u8>, IndexError> + Send + Sync + 'j>;
+    let early = render_unresolved(modules, builtin, opts);
+    render_resolved(modules, symbols, builtin, opts, early, diags)
+}
+
+/// What a file is made from: the modules' own metadata (and the builtin
+/// inputs), or also the resolution (dependencies, the symbol owners).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Needs {
+    Metadata,
+    Resolution,
+}
+
+type Job<'j> = Box<dyn Fn(&mut Vec<Diagnostic>) -> Result<Vec<u8>, IndexError> + Send + Sync + 'j>;
+
+/// kmod's output files in the order kmod writes them (and prints their
+/// messages), with what each needs and how it is rendered. `modules` must
+/// hold dependencies when a [`Needs::Resolution`] job runs.
+fn jobs<'j>(
+    modules: &'j [IndexedModule],
+    symbols: &'j [(Vec<u8>, usize)],
+    builtin: &'j BuiltinInputs<'j>,
+    opts: FileOptions,
+) -> Vec<(&'static str, Needs, Job<'j>)> {
+    use Needs::{Metadata, Resolution};
     let binary = !opts.text_only;
-    let mut jobs: Vec<(&'static str, Job<'_>)> =
-        vec![("modules.dep", Box::new(|_| Ok(deps_text(modules))))];
+    let mut jobs: Vec<(&'static str, Needs, Job<'j>)> = vec![(
+        "modules.dep",
+        Resolution,
+        Box::new(|_| Ok(deps_text(modules))),
+    )];
     if binary {
-        jobs.push(("modules.dep.bin", Box::new(|d| deps_bin(modules, opts, d))));
+        jobs.push((
+            "modules.dep.bin",
+            Resolution,
+            Box::new(move |d| deps_bin(modules, opts, d)),
+        ));
     }
-    jobs.push(("modules.alias", Box::new(|_| Ok(alias_text(modules)))));
+    jobs.push((
+        "modules.alias",
+        Metadata,
+        Box::new(|_| Ok(alias_text(modules))),
+    ));
     if binary {
         jobs.push((
             "modules.alias.bin",
-            Box::new(|d| alias_bin(modules, opts, d)),
+            Metadata,
+            Box::new(move |d| alias_bin(modules, opts, d)),
         ));
     }
     jobs.push((
         "modules.softdep",
+        Metadata,
         Box::new(|_| {
             let header = b"# Soft dependencies extracted from modules themselves.\n";
             Ok(keyed_text(modules, header, b"softdep", |m| &m.softdeps))
@@ -99,6 +135,7 @@ pub fn render(
     if opts.weakdep {
         jobs.push((
             "modules.weakdep",
+            Metadata,
             Box::new(|_| {
                 let header = b"# Weak dependencies extracted from modules themselves.\n";
                 Ok(keyed_text(modules, header, b"weakdep", |m| &m.weakdeps))
@@ -107,37 +144,89 @@ pub fn render(
     }
     jobs.push((
         "modules.symbols",
+        Resolution,
         Box::new(|_| Ok(symbols_text(modules, symbols))),
     ));
     if binary {
         jobs.push((
             "modules.symbols.bin",
-            Box::new(|d| symbols_bin(modules, symbols, opts, d)),
+            Resolution,
+            Box::new(move |d| symbols_bin(modules, symbols, opts, d)),
         ));
         jobs.push((
             "modules.builtin.bin",
-            Box::new(|d| builtin_bin(builtin.builtin, opts, d)),
+            Metadata,
+            Box::new(move |d| builtin_bin(builtin.builtin, opts, d)),
         ));
         jobs.push((
             "modules.builtin.alias.bin",
-            Box::new(|d| builtin_alias_bin(builtin.builtin_modinfo, opts, d)),
+            Metadata,
+            Box::new(move |d| builtin_alias_bin(builtin.builtin_modinfo, opts, d)),
         ));
     }
     jobs.push((
         "modules.devname",
+        Metadata,
         Box::new(|d| Ok(devname_text(modules, d))),
     ));
+    jobs
+}
 
-    type Rendered = (Result<Vec<u8>, IndexError>, Vec<Diagnostic>);
-    let rendered: Vec<Rendered> = jobs
-        .par_iter()
-        .map(|(_, job)| {
-            let mut own = Vec::new();
-            (job(&mut own), own)
-        })
-        .collect();
-    let mut files = Vec::with_capacity(rendered.len());
-    for ((name, _), (bytes, own)) in jobs.iter().zip(rendered) {
+/// One rendered file with the messages its rendering produced.
+type Rendered = (&'static str, Result<Vec<u8>, IndexError>, Vec<Diagnostic>);
+
+/// The files that need only the modules' metadata, rendered (in parallel)
+/// before dependencies are resolved, so that a caller can render them while
+/// it resolves. `modules` need not hold dependencies yet.
+pub struct Unresolved {
+    rendered: Vec<Rendered>,
+}
+
+/// Renders the files that do not depend on resolution ([`Unresolved`]).
+pub fn render_unresolved(
+    modules: &[IndexedModule],
+    builtin: &BuiltinInputs<'_>,
+    opts: FileOptions,
+) -> Unresolved {
+    let jobs = jobs(modules, &[], builtin, opts);
+    Unresolved {
+        rendered: run(jobs
+            .iter()
+            .filter(|(_, needs, _)| *needs == Needs::Metadata)),
+    }
+}
+
+/// Renders the files that depend on resolution and returns every file in
+/// kmod's order, appending the messages of all of them to `diags` in that
+/// order. The files in `early` ([`render_unresolved`] of the same modules,
+/// inputs and options) are taken from it; any it lacks are rendered here.
+pub fn render_resolved(
+    modules: &[IndexedModule],
+    symbols: &[(Vec<u8>, usize)],
+    builtin: &BuiltinInputs<'_>,
+    opts: FileOptions,
+    early: Unresolved,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<Vec<IndexFile>, IndexError> {
+    let jobs = jobs(modules, symbols, builtin, opts);
+    let late = run(jobs
+        .iter()
+        .filter(|(_, needs, _)| *needs == Needs::Resolution));
+    let mut early = early.rendered.into_iter().peekable();
+    let mut late = late.into_iter().peekable();
+    let mut files = Vec::with_capacity(jobs.len());
+    for (name, needs, job) in &jobs {
+        let stage = match needs {
+            Needs::Metadata => &mut early,
+            Needs::Resolution => &mut late,
+        };
+        let (bytes, own) = match stage.next_if(|(rendered, _, _)| rendered == name) {
+            Some((_, bytes, own)) => (bytes, own),
+            None => {
+                let mut own = Vec::new();
+                (job(&mut own), own)
+            }
+        };
         diags.extend(own);
         files.push(IndexFile {
             name,
@@ -145,6 +234,20 @@ pub fn render(
         });
     }
     Ok(files)
+}
+
+/// Runs jobs in parallel, each collecting its own messages; the results
+/// stay in job order, so the output is thread-count free.
+fn run<'a, 'j: 'a>(
+    jobs: impl Iterator<Item = &'a (&'static str, Needs, Job<'j>)>,
+) -> Vec<Rendered> {
+    let jobs: Vec<_> = jobs.collect();
+    jobs.par_iter()
+        .map(|(name, _, job)| {
+            let mut own = Vec::new();
+            (*name, job(&mut own), own)
+        })
+        .collect()
 }
 
 /// One modules.dep line without its newline: `path: dep dep ...`.
