@@ -110,6 +110,12 @@ mod case {
         };
         // Kleaf: depmod -e with Module.symvers; wrong CRCs and a missing symbol.
         kleaf_errsyms => c("kleaf-errsyms", "symvers", &["-e", "-E", "@ROOT@/Module.symvers", "-b", "@ROOT@", "-C", "/nonexistent", "@VER@"], Live30);
+        // kmod reports unknown symbols while resolving, and a missing
+        // modules.builtin only when it writes the indexes, after them.
+        unknown_symbols_then_missing_builtin => Case {
+            files: &[("root/System.map", "ffffffff81000000 T _text\n")],
+            ..c("unknown-symbols-then-missing-builtin", "missing-builtin", &["-e", "-F", "@ROOT@/System.map", "-b", "@ROOT@", "-C", "/nonexistent", "@VER@"], Live30)
+        };
         symvers_not_silent_without_e => c("symvers-not-silent-without-e", "symvers", &["-E", "@ROOT@/Module.symvers", "-b", "@ROOT@", "-C", "/nonexistent", "@VER@"], Live30);
         // Yocto: -C ROOT/lib/depmod.d -a -b ROOT
         yocto => Case {
