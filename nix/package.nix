@@ -4,15 +4,24 @@
 let
   cargoToml = builtins.fromTOML (builtins.readFile ../Cargo.toml);
 
-  # What cargo needs to build the workspace: the manifests, the lock file and
-  # the sources of every member (fixtures, tests, nix/ and contrib/ are left
-  # out, so that editing them does not rebuild the package).
+  # What cargo needs to build the workspace: the manifests, the lock file,
+  # the sources of every member and the files of declared targets (fixtures,
+  # tests, nix/ and contrib/ are left out, so that editing them does not
+  # rebuild the package).
+  # Targets the manifest declares outside src/ ([[bench]], [[test]],
+  # [[example]]) must exist for cargo to read the manifest at all.
   members = builtins.filter (m: m != ".") (cargoToml.workspace.members or [ ]);
+  declared =
+    kind: dir: map (t: t.path or "${dir}/${t.name}.rs") (cargoToml.${kind} or [ ]);
   wanted = [
     "Cargo.toml"
     "Cargo.lock"
     "src"
-  ] ++ builtins.concatMap (m: [ "${m}/Cargo.toml" "${m}/src" ]) members;
+  ]
+  ++ declared "bench" "benches"
+  ++ declared "test" "tests"
+  ++ declared "example" "examples"
+  ++ builtins.concatMap (m: [ "${m}/Cargo.toml" "${m}/src" ]) members;
   root = toString ../.;
   relative = path: lib.removePrefix (root + "/") (toString path);
   keep =
