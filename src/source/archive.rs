@@ -29,8 +29,32 @@ use super::{Contents, DirEntry, DirId, EntryKind, ModuleParser, Tree};
 use crate::layout::{is_module_file, CONFIG_DIRS, FIRMWARE_DIRS, MODULE_DIRS, SKIPPED_NAMES};
 use crate::util::Refused;
 
+/// Every entry of an archive by canonical path. Resolving a path looks up
+/// each of its prefixes, so the hash is a fast one (foldhash).
+type Nodes = foldhash::HashMap<Vec<u8>, Node>;
+
+/// Directories by the path asked for: canonical path, symlinks followed.
+type ResolvedDirs = HashMap<Vec<u8>, (Vec<u8>, u32)>;
+
 /// How deep symlink chains may go (the kernel's `MAXSYMLINKS`).
 const MAX_HOPS: u32 = 40;
+
+/// The longest path (an entry's name, a symlink's target, a path met while
+/// resolving) followed inside an archive. kmod opens nothing longer than
+/// `PATH_MAX`; twice that leaves room for the module walk to report
+/// longer module paths as kmod does, and bounds the work of resolving one
+/// path, which looks up each of its prefixes.
+const MAX_PATH_BYTES: usize = 2 * crate::layout::PATH_MAX;
+
+/// At most the first 200 bytes of `path`, for a message.
+fn shown(path: &[u8]) -> String {
+    match path.get(..200) {
+        Some(head) if path.len() > 200 => {
+            format!("{}… ({} bytes)", String::from_utf8_lossy(head), path.len())
+        }
+        _ => String::from_utf8_lossy(path).into_owned(),
+    }
+}
 
 /// How to read an archive.
 #[derive(Debug, Clone)]
@@ -105,17 +129,23 @@ enum Unresolved {
     /// A component on the way is missing: the canonical path of it.
     Missing(Vec<u8>),
     NotDir,
+    /// A path or symlink target longer than [`MAX_PATH_BYTES`].
+    TooLong,
 }
 
 /// An archive seen as a read-only tree, with each module already parsed
 /// into an `M` by a [`ModuleParser`].
 pub struct ArchiveTree<M> {
     archive: PathBuf,
-    nodes: HashMap<Vec<u8>, Node>,
+    nodes: Nodes,
     children: HashMap<Vec<u8>, BTreeSet<Vec<u8>>>,
     modules: Vec<ModuleSlot<M>>,
     spill: Option<std::fs::File>,
     notes: Vec<String>,
+    /// Directories resolved so far, by the path asked for: their canonical
+    /// path and the symlinks followed to get there. A walk down a deep tree
+    /// then resolves one component a level, not the whole path again.
+    dirs: Mutex<ResolvedDirs>,
 }
 
 fn components(path: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
@@ -214,7 +244,7 @@ struct Builder<'a> {
     /// each file kept in memory, the module bytes in flight to the workers,
     /// all the files kept, and what is remembered of the entries.
     max_module_size: u64,
-    nodes: HashMap<Vec<u8>, Node>,
+    nodes: Nodes,
     /// Per module slot: size and spill offset; metadata comes from workers.
     slots: Vec<(u64, Option<u64>)>,
     /// Slots refused unread, with the reason.
@@ -232,6 +262,13 @@ struct Builder<'a> {
     /// cpio hard-link groups: identity to canonical paths.
     links: HashMap<(u32, u32, u32, u32), Vec<Vec<u8>>>,
     notes: Vec<String>,
+    /// The directory the last entry went into, or the last directory
+    /// entry: its name in the archive and its canonical path. Archives list
+    /// a directory's entries together, right after it, so most entries
+    /// find their parent here instead of resolving it component by
+    /// component. Forgotten whenever a symlink is added or a directory
+    /// replaced, which can change what a name resolves to.
+    last_dir: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Builder<'_> {
@@ -243,40 +280,61 @@ impl Builder<'_> {
     /// directories as extraction does.
     fn place(&mut self, path: &[u8]) -> Result<Vec<u8>, String> {
         let (parent, name) = parent_of(path);
-        for _ in 0..=path.len() {
-            match self.resolve(parent, true) {
-                Ok(dir) => match self.nodes.get(&dir) {
-                    Some(Node::Dir) => return Ok(join2(&dir, name)),
-                    // The parent itself is missing: create it, as
-                    // extraction does.
-                    None => {
-                        self.track(&dir);
-                        self.nodes.insert(dir, Node::Dir);
-                    }
-                    Some(_) => return Err("its parent is not a directory".into()),
-                },
-                Err(Unresolved::Missing(missing)) => {
-                    self.track(&missing);
-                    self.nodes.insert(missing, Node::Dir);
-                }
-                Err(Unresolved::Escapes) => {
-                    return Err(
-                        "its parent directory is a symlink that leads outside the archive".into(),
-                    )
-                }
-                Err(Unresolved::Loop) => {
-                    return Err("its parent directory is a symlink loop".into())
-                }
-                Err(Unresolved::NotDir) => return Err("its parent is not a directory".into()),
+        if let Some((given, dir)) = &self.last_dir {
+            if given == parent && matches!(self.nodes.get(dir), Some(Node::Dir)) {
+                return Ok(join2(dir, name));
             }
         }
-        Err("cannot place it".into())
+        let (nodes, tracked) = (&mut self.nodes, &mut self.tracked);
+        // Every missing directory on the way is created, as extraction
+        // does, in the one walk down the path.
+        let dir = resolve_with(
+            (&[], 0),
+            parent,
+            true,
+            &mut |cand, _| match nodes.get(cand) {
+                Some(node) => Step::of(node),
+                None => {
+                    *tracked += 2 * cand.len() as u64 + 256;
+                    nodes.insert(cand.to_vec(), Node::Dir);
+                    Step::Dir
+                }
+            },
+        );
+        match dir.map(|(dir, _)| dir) {
+            Ok(dir) => match self.nodes.get(&dir) {
+                Some(Node::Dir) => {
+                    let placed = join2(&dir, name);
+                    self.last_dir = Some((parent.to_vec(), dir));
+                    Ok(placed)
+                }
+                _ => Err("its parent is not a directory".into()),
+            },
+            // Not met when missing directories are created.
+            Err(Unresolved::Missing(_)) => Err("its parent directory is missing".into()),
+            Err(Unresolved::Escapes) => {
+                Err("its parent directory is a symlink that leads outside the archive".into())
+            }
+            Err(Unresolved::Loop) => Err("its parent directory is a symlink loop".into()),
+            Err(Unresolved::NotDir) => Err("its parent is not a directory".into()),
+            Err(Unresolved::TooLong) => {
+                Err(format!("its path is longer than {MAX_PATH_BYTES} bytes"))
+            }
+        }
     }
 
     fn insert(&mut self, path: Vec<u8>, node: Node) {
         if path.is_empty() {
             // The root itself (`.` or `./`): always a directory.
             return;
+        }
+        // A new symlink, or a directory or symlink replaced, can change
+        // what names resolve to.
+        if matches!(node, Node::Symlink(_))
+            || matches!(self.nodes.get(&path), Some(Node::Dir | Node::Symlink(_)))
+                && !matches!((&node, self.nodes.get(&path)), (Node::Dir, Some(Node::Dir)))
+        {
+            self.last_dir = None;
         }
         if let Some(Node::Dir) = self.nodes.get(&path) {
             if matches!(node, Node::Dir) {
@@ -417,8 +475,14 @@ impl Builder<'_> {
         jobs: &std::sync::mpsc::SyncSender<Job>,
     ) -> Result<(), EntryError> {
         let name = normalize(entry.path).map_err(EntryError::Reject)?;
-        let shown = String::from_utf8_lossy(entry.path).into_owned();
+        let shown = shown(entry.path);
         if name.is_empty() {
+            return Ok(());
+        }
+        if name.len() > MAX_PATH_BYTES {
+            self.notes.push(format!(
+                "ignoring `{shown}`: its name is longer than {MAX_PATH_BYTES} bytes"
+            ));
             return Ok(());
         }
         let path = match self.place(&name) {
@@ -429,7 +493,11 @@ impl Builder<'_> {
             }
         };
         match entry.kind.clone() {
-            RawKind::Dir => self.insert(path, Node::Dir),
+            RawKind::Dir => {
+                self.insert(path.clone(), Node::Dir);
+                // Its entries most likely come next.
+                self.last_dir = Some((name, path));
+            }
             RawKind::Symlink(target) => self.insert(path, Node::Symlink(target)),
             RawKind::Other => self.insert(path, Node::Other),
             RawKind::HardLink(target) => {
@@ -489,46 +557,112 @@ impl Builder<'_> {
     }
 }
 
-fn resolve(
-    nodes: &HashMap<Vec<u8>, Node>,
+/// What resolution finds at a canonical path.
+enum Step {
+    Dir,
+    Symlink(Vec<u8>),
+    Other,
+    Missing,
+}
+
+impl Step {
+    fn of(node: &Node) -> Step {
+        match node {
+            Node::Dir => Step::Dir,
+            Node::Symlink(target) => Step::Symlink(target.clone()),
+            _ => Step::Other,
+        }
+    }
+}
+
+fn resolve(nodes: &Nodes, path: &[u8], follow_last: bool) -> Result<Vec<u8>, Unresolved> {
+    resolve_from(nodes, (&[], 0), path, follow_last).map(|(canon, _)| canon)
+}
+
+/// [`resolve`] from a canonical directory reached with `hops` symlinks
+/// followed: the canonical path and the symlinks followed in all.
+fn resolve_from(
+    nodes: &Nodes,
+    base: (&[u8], u32),
     path: &[u8],
     follow_last: bool,
-) -> Result<Vec<u8>, Unresolved> {
+) -> Result<(Vec<u8>, u32), Unresolved> {
+    resolve_with(base, path, follow_last, &mut |cand, _| {
+        nodes.get(cand).map_or(Step::Missing, Step::of)
+    })
+}
+
+/// Resolves `path`, relative to the canonical directory `base` reached
+/// with some symlinks followed already (the kernel's limit counts them all),
+/// to its canonical path, following symlinks inside the archive (the last
+/// component only with `follow_last`); `lookup` says what is at each
+/// canonical path met, and whether it is the last component.
+fn resolve_with(
+    base: (&[u8], u32),
+    path: &[u8],
+    follow_last: bool,
+    lookup: &mut dyn FnMut(&[u8], bool) -> Step,
+) -> Result<(Vec<u8>, u32), Unresolved> {
+    if path.len() > MAX_PATH_BYTES {
+        return Err(Unresolved::TooLong);
+    }
     let mut todo: Vec<Vec<u8>> = components(path).rev().map(<[u8]>::to_vec).collect();
-    let mut cur: Vec<Vec<u8>> = Vec::new();
-    let mut hops = 0;
+    // The canonical path so far, and where each of its components starts:
+    // extended and cut in place, so that a long path is not copied again
+    // for every component.
+    let (base, mut hops) = base;
+    let mut cur: Vec<u8> = base.to_vec();
+    let mut starts: Vec<usize> = std::iter::once(0)
+        .chain(
+            base.iter()
+                .enumerate()
+                .filter(|&(_, &b)| b == b'/')
+                .map(|(i, _)| i + 1),
+        )
+        .take(if base.is_empty() { 0 } else { usize::MAX })
+        .collect();
     while let Some(c) = todo.pop() {
         if c == b".." {
-            if cur.pop().is_none() {
-                return Err(Unresolved::Escapes);
+            match starts.pop() {
+                Some(start) => cur.truncate(start.saturating_sub(1)),
+                None => return Err(Unresolved::Escapes),
             }
             continue;
         }
-        let mut cand = cur.join(&b'/');
-        if !cand.is_empty() {
-            cand.push(b'/');
+        let before = cur.len();
+        let start = before + usize::from(before > 0);
+        if before > 0 {
+            cur.push(b'/');
         }
-        cand.extend_from_slice(&c);
+        cur.extend_from_slice(&c);
+        if cur.len() > MAX_PATH_BYTES {
+            return Err(Unresolved::TooLong);
+        }
         let last = todo.is_empty();
-        match nodes.get(&cand) {
-            Some(Node::Symlink(target)) if !last || follow_last => {
+        match lookup(&cur, last) {
+            Step::Symlink(target) if !last || follow_last => {
+                cur.truncate(before);
                 hops += 1;
                 if hops > MAX_HOPS {
                     return Err(Unresolved::Loop);
                 }
+                if target.len() > MAX_PATH_BYTES {
+                    return Err(Unresolved::TooLong);
+                }
                 if target.first() == Some(&b'/') {
                     cur.clear();
+                    starts.clear();
                 }
-                todo.extend(components(target).rev().map(<[u8]>::to_vec));
+                todo.extend(components(&target).rev().map(<[u8]>::to_vec));
             }
-            Some(Node::Dir) | Some(Node::Symlink(_)) => cur.push(c),
-            Some(_) if last => cur.push(c),
-            Some(_) => return Err(Unresolved::NotDir),
-            None if last => cur.push(c),
-            None => return Err(Unresolved::Missing(cand)),
+            Step::Dir | Step::Symlink(_) => starts.push(start),
+            Step::Other if last => starts.push(start),
+            Step::Other => return Err(Unresolved::NotDir),
+            Step::Missing if last => starts.push(start),
+            Step::Missing => return Err(Unresolved::Missing(cur)),
         }
     }
-    Ok(cur.join(&b'/'))
+    Ok((cur, hops))
 }
 
 impl<M: Send> ArchiveTree<M> {
@@ -620,7 +754,7 @@ impl<M: Send> ArchiveTree<M> {
         let mut builder = Builder {
             opts,
             max_module_size: parser.max_size(),
-            nodes: HashMap::new(),
+            nodes: Nodes::default(),
             slots: Vec::new(),
             failed: Vec::new(),
             in_flight: &in_flight,
@@ -630,6 +764,7 @@ impl<M: Send> ArchiveTree<M> {
             spill,
             links: HashMap::new(),
             notes: Vec::new(),
+            last_dir: None,
         };
         builder.nodes.insert(Vec::new(), Node::Dir);
         let workers = rayon::current_num_threads();
@@ -708,6 +843,7 @@ impl<M: Send> ArchiveTree<M> {
             modules,
             spill: spill.map(|(f, _)| f),
             notes,
+            dirs: Mutex::default(),
         };
         tree.finish();
         Ok(tree)
@@ -724,7 +860,7 @@ impl<M> ArchiveTree<M> {
     fn linked_from_outside(&self, keep: &[Vec<u8>]) -> HashMap<Vec<u8>, bool> {
         let mut wanted = HashMap::new();
         let mut want = |tree: &Self, path: &[u8], module: bool| {
-            if let Ok(canon) = resolve(&tree.nodes, path, true) {
+            if let Ok(canon) = tree.resolve_cached(path, true) {
                 let unkept = matches!(
                     tree.nodes.get(&canon),
                     Some(Node::File {
@@ -818,15 +954,16 @@ impl<M> ArchiveTree<M> {
             .collect();
         links.sort();
         for (path, target) in links {
-            let why = match resolve(&self.nodes, path, true) {
+            let why = match self.resolve_cached(path, true) {
                 Err(Unresolved::Escapes) => "it points outside the archive",
                 Err(Unresolved::Loop) => "it is a symlink loop",
+                Err(Unresolved::TooLong) => "it leads to a path too long to follow",
                 _ => continue,
             };
             self.notes.push(format!(
                 "ignoring symlink `{}` -> `{}`: {why}",
-                String::from_utf8_lossy(path),
-                String::from_utf8_lossy(target)
+                shown(path),
+                shown(target)
             ));
         }
     }
@@ -836,12 +973,63 @@ impl<M> ArchiveTree<M> {
         &self.notes
     }
 
+    /// [`resolve`], with the parent directory taken from (and added to)
+    /// the cache of resolved directories.
+    fn resolve_cached(&self, path: &[u8], follow_last: bool) -> Result<Vec<u8>, Unresolved> {
+        if path.len() > MAX_PATH_BYTES {
+            return Err(Unresolved::TooLong);
+        }
+        let (parent, name) = parent_of(path);
+        let (base, hops) = self.resolve_dir(parent)?;
+        resolve_from(&self.nodes, (&base, hops), name, follow_last).map(|(canon, _)| canon)
+    }
+
+    /// The canonical path of the directory `dir` (and the symlinks followed
+    /// to it), resolved from its nearest cached ancestor a component at a
+    /// time, each cached.
+    fn resolve_dir(&self, dir: &[u8]) -> Result<(Vec<u8>, u32), Unresolved> {
+        let lock = || {
+            self.dirs
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        };
+        let (mut done, mut base) = (0, (Vec::new(), 0));
+        {
+            let cache = lock();
+            let mut end = dir.len();
+            while end > 0 {
+                if let Some(hit) = cache.get(&dir[..end]) {
+                    (done, base) = (end, hit.clone());
+                    break;
+                }
+                end = dir[..end].iter().rposition(|&b| b == b'/').unwrap_or(0);
+            }
+        }
+        while done < dir.len() {
+            let from = done + usize::from(dir[done] == b'/');
+            let end = dir[from..]
+                .iter()
+                .position(|&b| b == b'/')
+                .map_or(dir.len(), |i| from + i);
+            let next = resolve_from(&self.nodes, (&base.0, base.1), &dir[from..end], true)?;
+            match self.nodes.get(&next.0) {
+                Some(Node::Dir) => {}
+                Some(_) => return Err(Unresolved::NotDir),
+                None => return Err(Unresolved::Missing(next.0)),
+            }
+            lock().insert(dir[..end].to_vec(), next.clone());
+            (done, base) = (end, next);
+        }
+        Ok(base)
+    }
+
     fn node(&self, path: &[u8]) -> io::Result<(Vec<u8>, &Node)> {
-        let canon = resolve(&self.nodes, path, true).map_err(|e| match e {
+        let canon = self.resolve_cached(path, true).map_err(|e| match e {
             Unresolved::Loop => io::Error::other("Too many levels of symbolic links"),
             Unresolved::NotDir => io::Error::other("Not a directory"),
             Unresolved::Escapes => io::Error::other("symlink leads outside the archive"),
             Unresolved::Missing(_) => io::Error::from(io::ErrorKind::NotFound),
+            Unresolved::TooLong => io::Error::from_raw_os_error(libc::ENAMETOOLONG),
         })?;
         match self.nodes.get(&canon) {
             Some(node) => Ok((canon, node)),
@@ -952,7 +1140,7 @@ impl<M: Sync> Tree for ArchiveTree<M> {
     }
 
     fn link_target(&self, path: &[u8]) -> Option<Vec<u8>> {
-        let canon = resolve(&self.nodes, path, false).ok()?;
+        let canon = self.resolve_cached(path, false).ok()?;
         match self.nodes.get(&canon) {
             Some(Node::Symlink(t)) => Some(t.clone()),
             _ => None,
@@ -999,8 +1187,8 @@ impl<M: Sync> Tree for ArchiveTree<M> {
 mod tests {
     use super::*;
 
-    fn nodes(list: &[(&str, Node)]) -> HashMap<Vec<u8>, Node> {
-        let mut m: HashMap<Vec<u8>, Node> = list
+    fn nodes(list: &[(&str, Node)]) -> Nodes {
+        let mut m: Nodes = list
             .iter()
             .map(|(p, n)| (p.as_bytes().to_vec(), n.clone()))
             .collect();

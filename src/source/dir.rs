@@ -154,11 +154,11 @@ impl DirTree {
         let base = match cached {
             Some(base) => base,
             None => {
-                let start = Resolved {
-                    on_host: false,
-                    parts: Vec::new(),
-                };
-                let base = self.resolve_from(start, parent, true)?.to_bytes();
+                // Resolve from the nearest ancestor already resolved: a walk
+                // down a deep tree then costs one component a level, not the
+                // whole path again.
+                let (start, rest) = self.nearest_resolved(parent);
+                let base = self.resolve_from(start, rest, true)?.to_bytes();
                 if let Ok(mut dirs) = self.dirs.lock() {
                     dirs.insert(parent.to_vec(), base.clone());
                 }
@@ -173,6 +173,26 @@ impl DirTree {
         }
         self.resolve_from(Resolved::parse(&base), name, false)
             .map(|r| r.to_bytes())
+    }
+
+    /// The nearest ancestor of the directory `dir` whose resolution is
+    /// cached (the root if none is), and the rest of `dir` below it.
+    fn nearest_resolved<'p>(&self, dir: &'p [u8]) -> (Resolved, &'p [u8]) {
+        let root = Resolved {
+            on_host: false,
+            parts: Vec::new(),
+        };
+        let Ok(dirs) = self.dirs.lock() else {
+            return (root, dir);
+        };
+        let mut end = dir.len();
+        while let Some(slash) = dir[..end].iter().rposition(|&b| b == b'/') {
+            if let Some(base) = dirs.get(&dir[..slash]) {
+                return (Resolved::parse(base), &dir[slash + 1..]);
+            }
+            end = slash;
+        }
+        (root, dir)
     }
 
     /// Where an absolute link target leads on the host, if it lies under a
