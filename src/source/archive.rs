@@ -269,6 +269,18 @@ struct Builder<'a> {
     /// component. Forgotten whenever a symlink is added or a directory
     /// replaced, which can change what a name resolves to.
     last_dir: Option<(Vec<u8>, Vec<u8>)>,
+    /// The entries of each directory, by canonical path: replacing a
+    /// directory removes what is inside it by these lists, in time of what
+    /// it held, rather than by scanning every entry of the archive.
+    inside: HashMap<Vec<u8>, Vec<Vec<u8>>>,
+}
+
+/// Records a new entry at `path` in its parent's list.
+fn add_inside(inside: &mut HashMap<Vec<u8>, Vec<Vec<u8>>>, path: &[u8]) {
+    inside
+        .entry(parent_of(path).0.to_vec())
+        .or_default()
+        .push(path.to_vec());
 }
 
 impl Builder<'_> {
@@ -285,7 +297,7 @@ impl Builder<'_> {
                 return Ok(join2(dir, name));
             }
         }
-        let (nodes, tracked) = (&mut self.nodes, &mut self.tracked);
+        let (nodes, tracked, inside) = (&mut self.nodes, &mut self.tracked, &mut self.inside);
         // Every missing directory on the way is created, as extraction
         // does, in the one walk down the path.
         let dir = resolve_with(
@@ -297,6 +309,7 @@ impl Builder<'_> {
                 None => {
                     *tracked += 2 * cand.len() as u64 + 256;
                     nodes.insert(cand.to_vec(), Node::Dir);
+                    add_inside(inside, cand);
                     Step::Dir
                 }
             },
@@ -342,11 +355,18 @@ impl Builder<'_> {
             }
             // Replacing a directory removes what was inside, as `tar
             // --recursive-unlink` or the kernel's unpacker would have to.
-            let prefix = [path.as_slice(), b"/"].concat();
-            self.nodes.retain(|k, _| !k.starts_with(&prefix));
+            let mut dirs = vec![path.clone()];
+            while let Some(dir) = dirs.pop() {
+                for entry in self.inside.remove(&dir).unwrap_or_default() {
+                    if let Some(Node::Dir) = self.nodes.remove(&entry) {
+                        dirs.push(entry);
+                    }
+                }
+            }
         }
         if !self.nodes.contains_key(&path) {
             self.track(&path);
+            add_inside(&mut self.inside, &path);
         }
         self.nodes.insert(path, node);
     }
@@ -765,6 +785,7 @@ impl<M: Send> ArchiveTree<M> {
             links: HashMap::new(),
             notes: Vec::new(),
             last_dir: None,
+            inside: HashMap::new(),
         };
         builder.nodes.insert(Vec::new(), Node::Dir);
         let workers = rayon::current_num_threads();

@@ -1421,3 +1421,32 @@ fn an_entry_name_of_two_hundred_thousand_components() {
     assert!(run.stderr.len() < 4096, "{}", run.stderr);
     assert_eq!(index_of(&out), index_of_basic(&case));
 }
+
+/// A directory replaced by a file, again and again, in an archive of many
+/// entries: each replacement used to scan every entry of the archive for
+/// what was inside (30 s for 20,000 replacements among 100,000 entries, a
+/// 72 MB tar), and now removes only what the directory held.
+#[test]
+fn a_directory_replaced_twenty_thousand_times() {
+    let case = Case::new();
+    let mut items: Vec<(String, Item)> = walk(&repo().join("fixtures/trees/basic"));
+    items.extend((0..100_000).map(|i| (format!("big/f{i}"), Item::File(Vec::new(), 0o644))));
+    for i in 0..20_000 {
+        items.push(("x".into(), Item::Dir));
+        items.push((format!("x/y{i}"), Item::File(Vec::new(), 0o644)));
+        items.push(("x".into(), Item::File(Vec::new(), 0o644)));
+    }
+    let tar = case.path("flip.tar");
+    fs::write(&tar, tar_of(&items, 0, 0)).unwrap();
+    let out = case.path("out");
+    case.build(
+        &tar,
+        &out,
+        &[],
+        &Expect {
+            timeout_secs: 20,
+            ..Expect::default()
+        },
+    );
+    assert_eq!(index_of(&out), index_of_basic(&case));
+}
