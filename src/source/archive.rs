@@ -259,8 +259,10 @@ struct Builder<'a> {
     /// a module.
     wanted: &'a HashMap<Vec<u8>, bool>,
     spill: Option<(std::fs::File, u64)>,
-    /// cpio hard-link groups: identity to canonical paths.
-    links: HashMap<(u32, u32, u32, u32), Vec<Vec<u8>>>,
+    /// cpio hard-link groups, by identity.
+    links: HashMap<LinkId, LinkGroup>,
+    /// The group each path was last written as a member of.
+    link_of: HashMap<Vec<u8>, LinkId>,
     notes: Vec<String>,
     /// The directory the last entry went into, or the last directory
     /// entry: its name in the archive and its canonical path. Archives list
@@ -273,6 +275,23 @@ struct Builder<'a> {
     /// directory removes what is inside it by these lists, in time of what
     /// it held, rather than by scanning every entry of the archive.
     inside: HashMap<Vec<u8>, Vec<Vec<u8>>>,
+}
+
+/// A cpio inode: archive (for concatenated archives), device, inode.
+type LinkId = (u32, u32, u32, u32);
+
+/// The names of one cpio inode. The data carried by the last of them
+/// belongs to every name; it is given to them all once the archive is
+/// read ([`Builder::share_links`]), so that each name costs the same
+/// however many the inode has.
+#[derive(Default)]
+struct LinkGroup {
+    members: Vec<Vec<u8>>,
+    /// The file made from the latest name that carried data (the first
+    /// name always counts as carrying it, if only nothing).
+    latest: Option<Node>,
+    /// Whether any name so far is read as a module.
+    module: bool,
 }
 
 /// Records a new entry at `path` in its parent's list.
@@ -368,7 +387,28 @@ impl Builder<'_> {
             self.track(&path);
             add_inside(&mut self.inside, &path);
         }
+        // Written anew: no longer a name of the inode it belonged to (the
+        // caller records it again when it is one).
+        self.link_of.remove(&path);
         self.nodes.insert(path, node);
+    }
+
+    /// Gives every name of each cpio inode the data its last name carried
+    /// (names written over since keep what was written).
+    fn share_links(&mut self) {
+        let (links, link_of, nodes) = (&self.links, &self.link_of, &mut self.nodes);
+        for (id, group) in links {
+            let Some(latest) = &group.latest else {
+                continue;
+            };
+            for member in &group.members {
+                if link_of.get(member) == Some(id) {
+                    if let Some(node @ Node::File { .. }) = nodes.get_mut(member) {
+                        *node = latest.clone();
+                    }
+                }
+            }
+        }
     }
 
     /// Counts what remembering an entry at `path` costs: its name twice (as
@@ -542,34 +582,35 @@ impl Builder<'_> {
                     }
                     _ => None,
                 };
-                let members = group
-                    .and_then(|g| self.links.get(&g).cloned())
-                    .unwrap_or_default();
-                if !members.is_empty() && entry.size == 0 {
+                let (has_members, module_member, shared) =
+                    match group.and_then(|g| self.links.get(&g)) {
+                        Some(g) => (!g.members.is_empty(), g.module, g.latest.clone()),
+                        None => (false, false, None),
+                    };
+                let carries_data = !(has_members && entry.size == 0);
+                let node = if !carries_data {
                     // A cpio hard link without data: it shares the inode.
-                    let shared = members.iter().find_map(|m| match self.nodes.get(m) {
-                        Some(n @ Node::File { .. }) => Some(n.clone()),
-                        _ => None,
-                    });
-                    let node = shared.unwrap_or(Node::File {
+                    shared.unwrap_or(Node::File {
                         data: FileData::Small(Arc::from(&[][..])),
                         mode,
-                    });
-                    self.insert(path.clone(), node);
+                    })
                 } else {
-                    let module = self.is_module(&path) || members.iter().any(|m| self.is_module(m));
+                    let module = self.is_module(&path) || module_member;
                     let data = self.file_data(&path, module, &mut entry, jobs)?;
-                    let node = Node::File { data, mode };
-                    // Data carried by the last link belongs to every name.
-                    for m in &members {
-                        if matches!(self.nodes.get(m), Some(Node::File { .. })) {
-                            self.nodes.insert(m.clone(), node.clone());
-                        }
-                    }
-                    self.insert(path.clone(), node);
-                }
+                    Node::File { data, mode }
+                };
+                self.insert(path.clone(), node.clone());
                 if let Some(g) = group {
-                    self.links.entry(g).or_default().push(path);
+                    let module = self.is_module(&path);
+                    let linked = self.links.entry(g).or_default();
+                    if carries_data {
+                        linked.latest = Some(node);
+                    }
+                    linked.module |= module;
+                    linked.members.push(path.clone());
+                    // The name twice more: in the group, and by name.
+                    self.tracked += 2 * path.len() as u64;
+                    self.link_of.insert(path, g);
                 }
             }
         }
@@ -783,6 +824,7 @@ impl<M: Send> ArchiveTree<M> {
             wanted,
             spill,
             links: HashMap::new(),
+            link_of: HashMap::new(),
             notes: Vec::new(),
             last_dir: None,
             inside: HashMap::new(),
@@ -818,6 +860,7 @@ impl<M: Send> ArchiveTree<M> {
         });
         result?;
         let parsed = parsed.unwrap_or_default();
+        builder.share_links();
         let Builder {
             nodes,
             slots,

@@ -1450,3 +1450,62 @@ fn a_directory_replaced_twenty_thousand_times() {
     );
     assert_eq!(index_of(&out), index_of_basic(&case));
 }
+
+/// 60,000 names of one cpio inode, the data on the last: each name used to
+/// copy the list of all the names before it (two minutes for an 8 MB
+/// cpio); the data is now shared out once, at the end. The last name is a
+/// real module, and the first name, in the module directory, is indexed
+/// with its data.
+#[test]
+fn sixty_thousand_names_of_one_cpio_inode() {
+    let case = Case::new();
+    let module = fs::read(repo().join(format!(
+        "fixtures/trees/basic/lib/modules/{VERSION}/kernel/lib/core_base.ko"
+    )))
+    .unwrap();
+    let items: Vec<(String, Item)> = walk(&repo().join("fixtures/trees/basic"));
+    let mut w = Vec::new();
+    for (i, (path, item)) in items.iter().enumerate() {
+        let b = cpio::newc::Builder::new(path).ino(i as u32 + 1);
+        let (b, data) = match item {
+            Item::Dir => (b.mode(0o040755).nlink(2), Vec::new()),
+            Item::File(d, _) => (b.mode(0o100644).nlink(1), d.clone()),
+            Item::Symlink(t) => (b.mode(0o120777).nlink(1), t.clone()),
+        };
+        let mut wr = b.write(w, data.len() as u32);
+        wr.write_all(&data).unwrap();
+        w = wr.finish().unwrap();
+    }
+    let names = 60_000;
+    for i in 0..names {
+        let name = if i == 0 {
+            format!("lib/modules/{VERSION}/kernel/linked.ko")
+        } else {
+            format!("stash/n{i}")
+        };
+        let data: &[u8] = if i == names - 1 { &module } else { &[] };
+        let mut wr = cpio::newc::Builder::new(&name)
+            .ino(999_999)
+            .mode(0o100644)
+            .nlink(2)
+            .write(w, data.len() as u32);
+        wr.write_all(data).unwrap();
+        w = wr.finish().unwrap();
+    }
+    let cpio = case.path("links.cpio");
+    fs::write(&cpio, cpio::newc::trailer(w).unwrap()).unwrap();
+    let out = case.path("out");
+    case.build(
+        &cpio,
+        &out,
+        &[],
+        &Expect {
+            timeout_secs: 20,
+            ..Expect::default()
+        },
+    );
+    let deps = String::from_utf8(index_of(&out)["modules.dep"].clone()).unwrap();
+    assert!(deps.contains("kernel/linked.ko:"), "{deps}");
+    let symbols = String::from_utf8(index_of(&out)["modules.symbols"].clone()).unwrap();
+    assert!(symbols.contains(" linked\n"), "{symbols}");
+}
