@@ -8,7 +8,7 @@ pub mod kernel_symbols;
 pub mod order;
 pub mod resolve;
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use rayon::prelude::*;
 

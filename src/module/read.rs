@@ -2,7 +2,7 @@
 //! while an archive streamed past.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::io::Read;
 use std::sync::Mutex;
 

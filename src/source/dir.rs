@@ -7,7 +7,7 @@
 //! when the image holds `lib -> /usr/lib` or a link pointing out of it.
 //! (Rooted at `/`, this is exactly how the host resolves paths.)
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
