@@ -1,8 +1,8 @@
 //! Reading modules out of an input: by path from a directory, or as parsed
 //! while an archive streamed past.
 
-use std::cell::RefCell;
 use foldhash::{HashMap, HashMapExt};
+use std::cell::RefCell;
 use std::io::Read;
 use std::sync::Mutex;
 
