@@ -47,9 +47,9 @@ pub fn decompress(bytes: &[u8], limit: u64) -> Result<Cow<'_, [u8]>, DecompressE
         Compression::Zstd => return decompress_zstd(bytes, limit).map(Cow::Owned),
         Compression::Gzip | Compression::Xz => {}
     }
-    // No window limit: the decoder's window fills only as far as the
-    // output, which read_capped stops at `limit`.
-    let mut reader = format.decoder(bytes).map_err(|e| corrupt(format, &e))?;
+    let mut reader = format
+        .decoder_within(bytes, MAX_WINDOW)
+        .map_err(|e| corrupt(format, &e))?;
     // Sizing the buffer right from the start avoids reallocating (and
     // briefly holding twice) a large image while it grows.
     let hint = match format {
@@ -95,11 +95,21 @@ fn checked_hint(
     }
 }
 
+/// The most memory a module's decoder may set aside for its window (zstd)
+/// or dictionary (xz), whatever the module size limit: decoders allocate
+/// what a frame's header asks for before any data, so a 68-byte zstd frame
+/// could make them allocate 2 GiB (found by fuzzing). This is libzstd's
+/// default limit (`ZSTD_WINDOWLOG_LIMIT_DEFAULT`, 2^27 bytes), which kmod's
+/// streaming zstd decoder keeps, so a frame kmod cannot decode is not
+/// decoded here either; `xz -9` needs 64 MiB. What the window holds is
+/// still bounded by the output, which stops at the module size limit.
+const MAX_WINDOW: u64 = 1 << 27;
+
 /// Decompresses a zstd module whose frame does not declare its size, as
 /// kmod up to 33 does: as a stream of frames, up to `limit` bytes.
 pub fn decompress_zstd_streamed(bytes: &[u8], limit: u64) -> Result<Vec<u8>, DecompressError> {
     let decoder = Compression::Zstd
-        .decoder(bytes)
+        .decoder_within(bytes, MAX_WINDOW)
         .map_err(|e| corrupt(Compression::Zstd, &e))?;
     read_capped(decoder, Compression::Zstd, limit, 0)
 }
@@ -125,7 +135,9 @@ pub fn decompress_stream(
             return decompress(&bytes, limit).map(Cow::into_owned);
         }
     };
-    let mut reader = format.decoder(source).map_err(|e| corrupt(format, &e))?;
+    let mut reader = format
+        .decoder_within(source, MAX_WINDOW)
+        .map_err(|e| corrupt(format, &e))?;
     let capacity = checked_hint(&mut reader, format, hint, limit)?;
     read_capped(reader, format, limit, capacity)
 }
@@ -316,5 +328,27 @@ mod tests {
     fn corrupt_zstd_is_an_error() {
         let bad = [0x28, 0xB5, 0x2F, 0xFD, 0xff, 0xff, 0xff];
         assert!(decompress(&bad, 100).is_err());
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::*;
+
+    /// A zstd frame without a content size whose header asks for a 2 GiB
+    /// window (window descriptor 0xA8: 2^31), then an empty last block.
+    const HUGE_WINDOW: [u8; 9] = [0x28, 0xb5, 0x2f, 0xfd, 0x00, 0xa8, 0x01, 0x00, 0x00];
+
+    #[test]
+    fn a_zstd_window_beyond_the_default_limit_is_refused() {
+        // libzstd (and so kmod) refuses it by default; kmodidx did not, and
+        // let the decoder allocate 2 GiB for a 9-byte module.
+        let err = decompress_zstd_streamed(&HUGE_WINDOW, 128 << 20).unwrap_err();
+        assert!(matches!(err, DecompressError::Corrupt { .. }), "{err:?}");
+        // The same frame asking for 128 MiB, the limit, decodes (to
+        // nothing), whatever the module size limit.
+        let mut small = HUGE_WINDOW;
+        small[5] = 17 << 3;
+        assert_eq!(decompress_zstd_streamed(&small, 1000).unwrap(), b"");
     }
 }
