@@ -319,20 +319,15 @@ impl Builder<'_> {
         let (nodes, tracked, inside) = (&mut self.nodes, &mut self.tracked, &mut self.inside);
         // Every missing directory on the way is created, as extraction
         // does, in the one walk down the path.
-        let dir = resolve_with(
-            (&[], 0),
-            parent,
-            true,
-            &mut |cand, _| match nodes.get(cand) {
-                Some(node) => Step::of(node),
-                None => {
-                    *tracked += 2 * cand.len() as u64 + 256;
-                    nodes.insert(cand.to_vec(), Node::Dir);
-                    add_inside(inside, cand);
-                    Step::Dir
-                }
-            },
-        );
+        let dir = resolve_with((&[], 0), parent, true, &mut |cand| match nodes.get(cand) {
+            Some(node) => Step::of(node),
+            None => {
+                *tracked += 2 * cand.len() as u64 + 256;
+                nodes.insert(cand.to_vec(), Node::Dir);
+                add_inside(inside, cand);
+                Step::Dir
+            }
+        });
         match dir.map(|(dir, _)| dir) {
             Ok(dir) => match self.nodes.get(&dir) {
                 Some(Node::Dir) => {
@@ -360,18 +355,17 @@ impl Builder<'_> {
             // The root itself (`.` or `./`): always a directory.
             return;
         }
+        if let (Some(Node::Dir), Node::Dir) = (self.nodes.get(&path), &node) {
+            return;
+        }
         // A new symlink, or a directory or symlink replaced, can change
         // what names resolve to.
         if matches!(node, Node::Symlink(_))
             || matches!(self.nodes.get(&path), Some(Node::Dir | Node::Symlink(_)))
-                && !matches!((&node, self.nodes.get(&path)), (Node::Dir, Some(Node::Dir)))
         {
             self.last_dir = None;
         }
         if let Some(Node::Dir) = self.nodes.get(&path) {
-            if matches!(node, Node::Dir) {
-                return;
-            }
             // Replacing a directory removes what was inside, as `tar
             // --recursive-unlink` or the kernel's unpacker would have to.
             let mut dirs = vec![path.clone()];
@@ -648,7 +642,7 @@ fn resolve_from(
     path: &[u8],
     follow_last: bool,
 ) -> Result<(Vec<u8>, u32), Unresolved> {
-    resolve_with(base, path, follow_last, &mut |cand, _| {
+    resolve_with(base, path, follow_last, &mut |cand| {
         nodes.get(cand).map_or(Step::Missing, Step::of)
     })
 }
@@ -657,12 +651,12 @@ fn resolve_from(
 /// with some symlinks followed already (the kernel's limit counts them all),
 /// to its canonical path, following symlinks inside the archive (the last
 /// component only with `follow_last`); `lookup` says what is at each
-/// canonical path met, and whether it is the last component.
+/// canonical path met.
 fn resolve_with(
     base: (&[u8], u32),
     path: &[u8],
     follow_last: bool,
-    lookup: &mut dyn FnMut(&[u8], bool) -> Step,
+    lookup: &mut dyn FnMut(&[u8]) -> Step,
 ) -> Result<(Vec<u8>, u32), Unresolved> {
     if path.len() > MAX_PATH_BYTES {
         return Err(Unresolved::TooLong);
@@ -673,15 +667,16 @@ fn resolve_with(
     // for every component.
     let (base, mut hops) = base;
     let mut cur: Vec<u8> = base.to_vec();
-    let mut starts: Vec<usize> = std::iter::once(0)
-        .chain(
+    let mut starts: Vec<usize> = Vec::new();
+    if !base.is_empty() {
+        starts.push(0);
+        starts.extend(
             base.iter()
                 .enumerate()
                 .filter(|&(_, &b)| b == b'/')
                 .map(|(i, _)| i + 1),
-        )
-        .take(if base.is_empty() { 0 } else { usize::MAX })
-        .collect();
+        );
+    }
     while let Some(c) = todo.pop() {
         if c == b".." {
             match starts.pop() {
@@ -700,7 +695,7 @@ fn resolve_with(
             return Err(Unresolved::TooLong);
         }
         let last = todo.is_empty();
-        match lookup(&cur, last) {
+        match lookup(&cur) {
             Step::Symlink(target) if !last || follow_last => {
                 cur.truncate(before);
                 hops += 1;
@@ -1057,20 +1052,15 @@ impl<M> ArchiveTree<M> {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
         };
-        let (mut done, mut base) = (0, (Vec::new(), 0));
-        {
+        let found = {
             let cache = lock();
-            let mut end = dir.len();
-            while end > 0 {
-                if let Some(hit) = cache.get(&dir[..end]) {
-                    (done, base) = (end, hit.clone());
-                    break;
-                }
-                end = dir[..end].iter().rposition(|&b| b == b'/').unwrap_or(0);
-            }
-        }
-        while done < dir.len() {
-            let from = done + usize::from(dir[done] == b'/');
+            super::nearest_cached(dir, |d| cache.get(d).cloned())
+        };
+        let (mut base, rest) = found.unwrap_or(((Vec::new(), 0), dir));
+        // The rest, a component at a time, each cached under its prefix.
+        let mut from = dir.len() - rest.len();
+        let mut left = !rest.is_empty();
+        while left {
             let end = dir[from..]
                 .iter()
                 .position(|&b| b == b'/')
@@ -1082,7 +1072,8 @@ impl<M> ArchiveTree<M> {
                 None => return Err(Unresolved::Missing(next.0)),
             }
             lock().insert(dir[..end].to_vec(), next.clone());
-            (done, base) = (end, next);
+            base = next;
+            (from, left) = (end + 1, end < dir.len());
         }
         Ok(base)
     }

@@ -185,14 +185,10 @@ impl DirTree {
         let Ok(dirs) = self.dirs.lock() else {
             return (root, dir);
         };
-        let mut end = dir.len();
-        while let Some(slash) = dir[..end].iter().rposition(|&b| b == b'/') {
-            if let Some(base) = dirs.get(&dir[..slash]) {
-                return (Resolved::parse(base), &dir[slash + 1..]);
-            }
-            end = slash;
+        match super::nearest_cached(dir, |d| dirs.get(d).map(|base| Resolved::parse(base))) {
+            Some(hit) => hit,
+            None => (root, dir),
         }
-        (root, dir)
     }
 
     /// Where an absolute link target leads on the host, if it lies under a

@@ -122,6 +122,26 @@ pub trait Tree: Sync {
     }
 }
 
+/// The longest of `dir` and its ancestors (`a/b/c`, `a/b`, `a`) that
+/// `cached` knows, with the part of `dir` below it: where resolving a
+/// directory can start, so that a walk down a deep tree resolves one
+/// component a level rather than the whole path again. Both tree readers
+/// cache resolved directories this way.
+pub(crate) fn nearest_cached<T>(
+    dir: &[u8],
+    cached: impl Fn(&[u8]) -> Option<T>,
+) -> Option<(T, &[u8])> {
+    let mut end = dir.len();
+    while end > 0 {
+        if let Some(hit) = cached(&dir[..end]) {
+            let rest = dir.get(end + 1..).unwrap_or_default();
+            return Some((hit, rest));
+        }
+        end = dir[..end].iter().rposition(|&b| b == b'/').unwrap_or(0);
+    }
+    None
+}
+
 /// Joins tree-relative path pieces with `/`, skipping empty ones.
 pub fn join(parts: &[&[u8]]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -132,4 +152,28 @@ pub fn join(parts: &[&[u8]]) -> Vec<u8> {
         out.extend_from_slice(part);
     }
     out
+}
+
+#[cfg(test)]
+mod nearest_cached_tests {
+    use super::nearest_cached;
+
+    #[test]
+    fn finds_the_longest_cached_ancestor_and_the_rest() {
+        let cached = |known: &'static [&'static str]| {
+            move |d: &[u8]| known.iter().position(|k| k.as_bytes() == d)
+        };
+        let dir = b"a/b/c".as_slice();
+        assert_eq!(
+            nearest_cached(dir, cached(&["a", "a/b/c"])),
+            Some((1, &b""[..]))
+        );
+        assert_eq!(
+            nearest_cached(dir, cached(&["a", "x"])),
+            Some((0, &b"b/c"[..]))
+        );
+        assert_eq!(nearest_cached(dir, cached(&["a/b"])), Some((0, &b"c"[..])));
+        assert_eq!(nearest_cached(dir, cached(&["b/c"])), None);
+        assert_eq!(nearest_cached(b"", cached(&[""])), None);
+    }
 }
