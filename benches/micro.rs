@@ -88,12 +88,7 @@ fn hash_order(c: &mut Criterion) {
     group.bench_function("sort_symbols", |b| {
         b.iter_batched(
             || names.clone(),
-            |mut names| {
-                sort_in_hash_order(&mut names, SYMBOL_BUCKETS, |e: &(Vec<u8>, usize)| {
-                    e.0.clone()
-                });
-                names
-            },
+            |names| sort_in_hash_order(names, SYMBOL_BUCKETS, |e: &(Vec<u8>, usize)| e.0.clone()),
             BatchSize::LargeInput,
         )
     });

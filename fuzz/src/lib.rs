@@ -21,7 +21,7 @@ use kmodidx::index::fnmatch::fnmatch;
 use kmodidx::index::reader::{BinIndex, ReadMode};
 use kmodidx::index::trie::{Layout, Trie};
 use kmodidx::module::read::{MetaParser, ModuleReader, ModuleSource};
-use kmodidx::module::ModuleMeta;
+use kmodidx::module::{ModuleDigest, ModuleMeta};
 use kmodidx::output::manifest::Manifest;
 use kmodidx::output::verify;
 use kmodidx::source::{ArchiveOptions, ArchiveTree, EntryKind, Tree};
@@ -76,17 +76,28 @@ fn fill(file: &mut File, data: &[u8]) {
 /// from an open file (directory input, which reads only the tables it needs).
 /// Both must see the same module.
 pub fn module(data: &[u8]) {
-    let whole = ModuleMeta::read_bytes(data, MODULE_LIMIT, true);
+    let whole = ModuleMeta::read_bytes(data, MODULE_LIMIT, ModuleDigest::Parsed);
     let piecemeal = scratch(|file, _| {
         fill(file, data);
         let mut buf = Vec::new();
-        ModuleMeta::read_file(file, data.len() as u64, &mut buf, MODULE_LIMIT, true)
+        ModuleMeta::read_file(
+            file,
+            data.len() as u64,
+            &mut buf,
+            MODULE_LIMIT,
+            ModuleDigest::Parsed,
+        )
     });
-    // So must the digest of the parts depmod parses (the manifest's input
-    // digest), which sees only what was read.
+    // So must the digest of the parts depmod parses (a manifest's input
+    // digest), which sees only what was read, and that of the metadata.
     assert_eq!(
-        whole.parsed_sha256, piecemeal.parsed_sha256,
+        whole.digest, piecemeal.digest,
         "the parsed-parts digests of a whole and a piecemeal read disagree"
+    );
+    assert_eq!(
+        whole.metadata_digest(),
+        piecemeal.metadata_digest(),
+        "the metadata digests of a whole and a piecemeal read disagree"
     );
     // Errors carry I/O wording that may differ; what depmod uses must not.
     assert_eq!(
@@ -151,7 +162,7 @@ pub fn archive(data: &[u8]) {
         let parser = MetaParser {
             max_module_size: MODULE_LIMIT,
             // The parsed-parts digest runs on hostile modules too.
-            parsed_digest: true,
+            digest: ModuleDigest::Parsed,
         };
         let name = std::path::Path::new("fuzz-input");
         if let Ok(tree) = ArchiveTree::from_reader(name, &bytes[..], &opts, &parser) {
@@ -315,12 +326,12 @@ pub fn module_files(data: &[u8]) {
                 },
             })
             .collect();
-        let symbols: Vec<(Vec<u8>, usize)> = alias_lines
+        let symbols: Vec<(&[u8], usize)> = alias_lines
             .iter()
             .take(16)
             .enumerate()
             .filter(|_| !modules.is_empty())
-            .map(|(k, s)| (s.clone(), k % modules.len()))
+            .map(|(k, s)| (s.as_slice(), k % modules.len()))
             .collect();
         let inputs = BuiltinInputs {
             builtin: Some(builtin),

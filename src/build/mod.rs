@@ -96,10 +96,11 @@ pub struct Options {
     /// Fail with [`Failure::Strict`] when a module needs an unknown symbol,
     /// disagrees about a CRC, or cannot be read.
     pub strict: bool,
-    /// What the manifest's input digest covers. [`DigestScope::Parsed`]
-    /// (the default) hashes only the parts of each module that depmod
-    /// parses, which a directory input reads anyway; [`DigestScope::Whole`]
-    /// reads and hashes every module whole; [`DigestScope::Off`] leaves the
+    /// What the manifest's input digest covers. [`DigestScope::Metadata`]
+    /// (the default) hashes what depmod took from each module;
+    /// [`DigestScope::Parsed`] the parts of each module that depmod parses,
+    /// which a directory input reads anyway; [`DigestScope::Whole`] reads
+    /// and hashes every module whole; [`DigestScope::Off`] leaves the
     /// digest empty.
     pub input_digest: DigestScope,
     /// Where an archive's module bytes are kept for a staged output (an
@@ -150,7 +151,7 @@ impl Default for Options {
             symbol_prefix: None,
             symbols: None,
             strict: false,
-            input_digest: DigestScope::Parsed,
+            input_digest: DigestScope::Metadata,
             spill_dir: None,
             follow_links_under: Vec::new(),
             closure: None,
@@ -392,7 +393,7 @@ pub fn open(from: &Path, opts: &Options) -> Result<Input<ModuleMeta>, BuildError
     };
     let parser = MetaParser {
         max_module_size: opts.limits.max_module_size,
-        parsed_digest: opts.input_digest == DigestScope::Parsed,
+        digest: opts.input_digest.module_digest(),
     };
     let input = open_input(from, &archive_opts, &parser).map_err(|e| BuildError {
         failure: Box::new(e.into()),
@@ -478,7 +479,7 @@ pub fn build_opened(
 
     let modules = ModuleReader::new(&input, opts.limits.max_module_size)
         .hashing(opts.input_digest == DigestScope::Whole || opts.staged)
-        .parsed_digests(opts.input_digest == DigestScope::Parsed);
+        .digests(opts.input_digest.module_digest());
     // External directories are image paths: look for them in the input.
     let external_in_tree = |p: &[u8]| p.strip_prefix(b"/").map(<[u8]>::to_vec);
     let request = Request {
@@ -494,6 +495,8 @@ pub fn build_opened(
             prefix,
             check_crcs: matches!(&opts.symbols, Some(s) if s.kind == SymbolFileKind::Symvers),
             report: kernel_symbols.is_some(),
+            // kmod's -v lines are never printed by a build.
+            needs: false,
         },
         kernel_symbols,
         warn_duplicates: false,
@@ -544,12 +547,17 @@ pub fn build_opened(
         return Err(fail(Failure::Strict { count }, Some(&version), diagnostics));
     }
 
-    let mut plan = Plan::default();
-    for file in &outcome.files {
-        let path = join(&[&tree_path, file.name.as_bytes()]);
-        plan.files
-            .push(PlannedFile::bytes(path, file.bytes.clone()));
-    }
+    // Hashing the index files (megabytes) is spread over the threads.
+    let mut plan = Plan {
+        files: outcome
+            .files
+            .par_iter()
+            .map(|file| {
+                let path = join(&[&tree_path, file.name.as_bytes()]);
+                PlannedFile::bytes(path, &file.bytes[..])
+            })
+            .collect(),
+    };
     if let Some(list) = closure_built.as_ref().and_then(|c| c.load_list.clone()) {
         plan.files.push(PlannedFile::bytes(
             closure::load_list_path(&tree_path),
@@ -687,13 +695,13 @@ fn input_digests(
     let module_digests = listed
         .par_iter()
         .map(|p| match scope {
-            // A module that could not be read or decompressed has no parsed
-            // digest: its whole file stands in.
-            DigestScope::Parsed => match modules.parsed_digest(p) {
+            // A module that could not be read or decompressed has no
+            // metadata or parsed digest: its whole file stands in.
+            DigestScope::Metadata | DigestScope::Parsed => match modules.digest(p) {
                 Some(sha) => Ok(((*p).clone(), sha)),
                 None => whole(p),
             },
-            _ => whole(p),
+            DigestScope::Whole | DigestScope::Off => whole(p),
         })
         .collect::<Result<Vec<_>, _>>()?;
     digests.extend(module_digests);

@@ -53,16 +53,17 @@ pub struct BuildArgs {
     #[arg(long)]
     pub no_manifest: bool,
 
-    /// What the manifest's input digest covers: `parsed`, the parts of
-    /// each module that depmod parses (ELF and section headers, symbol,
-    /// string, modinfo, version and CRC tables), read anyway and cheap to
-    /// hash; or `whole`, every byte of every module file (as `sha256sum`
-    /// sees them), which reads each module whole. Other input files are
-    /// always digested whole.
+    /// What the manifest's input digest covers: `metadata`, what depmod
+    /// takes from each module (its exports, needed symbols, CRCs, aliases,
+    /// soft and weak dependencies, firmware), the cheapest; `parsed`, the
+    /// bytes of each module that depmod parses (ELF and section headers,
+    /// symbol, string, modinfo, version and CRC tables); or `whole`, every
+    /// byte of every module file (as `sha256sum` sees them), which reads
+    /// each module whole. Other input files are always digested whole.
     #[arg(
         long,
         value_name = "SCOPE",
-        default_value = "parsed",
+        default_value = "metadata",
         value_parser = scope_parser(),
         conflicts_with = "no_manifest"
     )]
@@ -223,9 +224,10 @@ fn compat_parser() -> impl TypedValueParser<Value = Compat> {
 }
 
 fn scope_parser() -> impl TypedValueParser<Value = DigestScope> {
-    PossibleValuesParser::new(["parsed", "whole"]).map(|name| match name.as_str() {
+    PossibleValuesParser::new(["metadata", "parsed", "whole"]).map(|name| match name.as_str() {
         "whole" => DigestScope::Whole,
-        _ => DigestScope::Parsed,
+        "parsed" => DigestScope::Parsed,
+        _ => DigestScope::Metadata,
     })
 }
 

@@ -439,6 +439,7 @@ fn run_with(mut s: Settings, operands: Vec<OsString>, compat: Compat) -> i32 {
             prefix: s.prefix,
             check_crcs: matches!(s.symbol_file, Some((SymbolFileKind::Symvers, _))),
             report: s.print_unknown,
+            needs: s.verbose > 0,
         },
         kernel_symbols,
         warn_duplicates: s.warn_duplicates,

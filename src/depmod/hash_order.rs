@@ -63,13 +63,24 @@ pub fn bucket(key: &[u8], buckets: u32) -> u32 {
     superfast(key) & (buckets - 1)
 }
 
-/// Sorts `items` into kmod's hash iteration order for their keys.
-pub fn sort_in_hash_order<T, K: AsRef<[u8]>>(items: &mut [T], buckets: u32, key: impl Fn(&T) -> K) {
-    items.sort_by_cached_key(|item| {
-        let k = key(item);
-        let k = k.as_ref();
-        (bucket(k, buckets), k.to_vec())
+/// `items` in kmod's hash iteration order for their keys. Each key is
+/// hashed once, and compared in place (tens of thousands of symbols: a copy
+/// of each key would cost an allocation apiece).
+pub fn sort_in_hash_order<T, K: AsRef<[u8]>>(
+    items: Vec<T>,
+    buckets: u32,
+    key: impl Fn(&T) -> K,
+) -> Vec<T> {
+    let mut keyed: Vec<(u32, T)> = items
+        .into_iter()
+        .map(|item| (bucket(key(&item).as_ref(), buckets), item))
+        .collect();
+    keyed.sort_by(|(a_bucket, a), (b_bucket, b)| {
+        a_bucket
+            .cmp(b_bucket)
+            .then_with(|| key(a).as_ref().cmp(key(b).as_ref()))
     });
+    keyed.into_iter().map(|(_, item)| item).collect()
 }
 
 #[cfg(test)]
@@ -102,8 +113,7 @@ mod tests {
 
     #[test]
     fn order_is_bucket_then_bytes() {
-        let mut v = vec!["zeta", "alpha", "mid", "beta"];
-        sort_in_hash_order(&mut v, 4, |s| s.as_bytes());
+        let v = sort_in_hash_order(vec!["zeta", "alpha", "mid", "beta"], 4, |s| s.as_bytes());
         for w in v.windows(2) {
             let (a, b) = (w[0].as_bytes(), w[1].as_bytes());
             assert!((bucket(a, 4), a) < (bucket(b, 4), b));

@@ -30,8 +30,7 @@ pub fn module_order(
     rule: DuplicateRule,
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..names.len()).collect();
-    sort_in_hash_order(&mut order, MODULE_BUCKETS, |&i| names[i]);
+    let mut order = sort_in_hash_order((0..names.len()).collect(), MODULE_BUCKETS, |&i| names[i]);
 
     let Some((order_path, text)) = modules_order else {
         return order;

@@ -28,6 +28,10 @@ pub struct SymbolOptions {
     pub check_crcs: bool,
     /// Warn about unknown symbols and CRC mismatches (`-e`).
     pub report: bool,
+    /// Record each dependency found as a verbose message (kmod's `-v`
+    /// lines "needs SYMBOL from PROVIDER"): one per edge, so only when
+    /// someone prints them.
+    pub needs: bool,
 }
 
 /// A kernel-provided symbol, from Module.symvers or System.map.
@@ -46,10 +50,11 @@ struct SymbolEntry {
     crc: u64,
 }
 
-/// The result of resolution.
-pub struct Resolution {
+/// The result of resolution, naming symbols by the modules' (and the
+/// kernel's) own copies of their names.
+pub struct Resolution<'a> {
     /// Owned symbols in kmod's hash-table order: `(name, owner)`.
-    pub symbols: Vec<(Vec<u8>, usize)>,
+    pub symbols: Vec<(&'a [u8], usize)>,
     /// For each module, all its (transitive) dependencies, in load order.
     pub dependencies: Vec<Vec<usize>>,
 }
@@ -76,25 +81,23 @@ pub fn direct_graph(modules: &[LoadedModule], prefix: u8) -> Vec<Vec<usize>> {
 }
 
 /// Builds the symbol table, every module's dependencies and their load order; reports unknown symbols and CRC mismatches as `opts` asks, and fails with kmod's report on a cycle.
-pub fn resolve(
-    modules: &[LoadedModule],
-    kernel: Option<&[KernelSymbol]>,
+pub fn resolve<'a>(
+    modules: &'a [LoadedModule],
+    kernel: Option<&'a [KernelSymbol]>,
     opts: SymbolOptions,
     diags: &mut Vec<Diagnostic>,
-) -> Result<Resolution, CycleError> {
+) -> Result<Resolution<'a>, CycleError> {
     let symbols = build_symbol_table(modules, kernel, opts, diags);
     let direct = direct_dependencies(modules, &symbols, opts, diags);
     let load_rank = topological_rank(&direct).map_err(|remaining| CycleError {
         report: report_cycles(modules, &direct, &remaining),
     })?;
 
-    let mut owned: Vec<(Vec<u8>, usize)> = symbols
+    let owned: Vec<(&[u8], usize)> = symbols
         .into_iter()
         .filter_map(|(name, entry)| entry.owner.map(|o| (name, o)))
         .collect();
-    sort_in_hash_order(&mut owned, SYMBOL_BUCKETS, |entry: &(Vec<u8>, usize)| {
-        entry.0.clone()
-    });
+    let owned = sort_in_hash_order(owned, SYMBOL_BUCKETS, |entry| entry.0);
 
     let dependencies = (0..modules.len())
         .map(|m| {
@@ -111,12 +114,12 @@ pub fn resolve(
 
 /// kmod adds symbols in order and a later one replaces an earlier one of the
 /// same name: kernel symbols first, then each module's exports.
-fn build_symbol_table(
-    modules: &[LoadedModule],
-    kernel: Option<&[KernelSymbol]>,
+fn build_symbol_table<'a>(
+    modules: &'a [LoadedModule],
+    kernel: Option<&'a [KernelSymbol]>,
     opts: SymbolOptions,
     diags: &mut Vec<Diagnostic>,
-) -> HashMap<Vec<u8>, SymbolEntry> {
+) -> HashMap<&'a [u8], SymbolEntry> {
     let mut table = HashMap::new();
     let unowned = |crc| SymbolEntry { owner: None, crc };
     if let Some(kernel) = kernel {
@@ -126,14 +129,14 @@ fn build_symbol_table(
             } else {
                 strip_prefix(&sym.name, None, opts.prefix)
             };
-            table.insert(name.to_vec(), unowned(sym.crc));
+            table.insert(name, unowned(sym.crc));
         }
         // Symbols the kernel's loader provides without exporting them; kmod
         // adds these whenever it loaded kernel symbols.
-        table.insert(b"__this_module".to_vec(), unowned(0));
-        table.insert(b"_GLOBAL_OFFSET_TABLE_".to_vec(), unowned(0));
+        table.insert(b"__this_module", unowned(0));
+        table.insert(b"_GLOBAL_OFFSET_TABLE_", unowned(0));
         if lookup(&table, b"TOC.", opts.prefix).is_none() {
-            table.insert(b"TOC.".to_vec(), unowned(0));
+            table.insert(b"TOC.", unowned(0));
         }
     }
     for (idx, module) in modules.iter().enumerate() {
@@ -142,7 +145,7 @@ fn build_symbol_table(
                 for e in exports {
                     let name = strip_prefix(&e.name, e.name_after_empty.as_deref(), opts.prefix);
                     table.insert(
-                        name.to_vec(),
+                        name,
                         SymbolEntry {
                             owner: Some(idx),
                             crc: e.crc,
@@ -174,7 +177,7 @@ fn strip_prefix<'a>(name: &'a [u8], after_empty: Option<&'a [u8]>, prefix: u8) -
 /// kmod's symbol lookup: a leading `.` (ppc64 function descriptors: `.foo`
 /// is `foo`), then the `-P` prefix byte, are ignored.
 fn lookup<'t>(
-    table: &'t HashMap<Vec<u8>, SymbolEntry>,
+    table: &'t HashMap<&[u8], SymbolEntry>,
     name: &[u8],
     prefix: u8,
 ) -> Option<&'t SymbolEntry> {
@@ -187,7 +190,7 @@ fn lookup<'t>(
 }
 
 fn lookup_entry<'t>(
-    table: &'t HashMap<Vec<u8>, SymbolEntry>,
+    table: &'t HashMap<&[u8], SymbolEntry>,
     name: &[u8],
     prefix: u8,
 ) -> Option<(&'t [u8], &'t SymbolEntry)> {
@@ -197,13 +200,13 @@ fn lookup_entry<'t>(
         Some(&first) if first == prefix => &name[1..],
         _ => name,
     };
-    table.get_key_value(key).map(|(k, _)| (k.as_slice(), entry))
+    table.get_key_value(key).map(|(k, _)| (*k, entry))
 }
 
 /// Each module's direct dependencies, unique, in first-reference order.
 fn direct_dependencies(
     modules: &[LoadedModule],
-    symbols: &HashMap<Vec<u8>, SymbolEntry>,
+    symbols: &HashMap<&[u8], SymbolEntry>,
     opts: SymbolOptions,
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<Vec<usize>> {
@@ -233,11 +236,13 @@ fn direct_dependencies(
                 if let Some(owner) = sym.owner {
                     if !deps.contains(&owner) {
                         deps.push(owner);
-                        diags.push(Diagnostic::verbose(Kind::Needs {
-                            module: module.display_path.clone(),
-                            symbol: lossy(key),
-                            provider: modules[owner].display_path.clone(),
-                        }));
+                        if opts.needs {
+                            diags.push(Diagnostic::verbose(Kind::Needs {
+                                module: module.display_path.clone(),
+                                symbol: lossy(key),
+                                provider: modules[owner].display_path.clone(),
+                            }));
+                        }
                     }
                 }
             }

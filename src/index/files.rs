@@ -70,7 +70,7 @@ pub struct IndexFile {
 /// [`render_resolved`].
 pub fn render(
     modules: &[IndexedModule],
-    symbols: &[(Vec<u8>, usize)],
+    symbols: &[(&[u8], usize)],
     builtin: &BuiltinInputs<'_>,
     opts: FileOptions,
     diags: &mut Vec<Diagnostic>,
@@ -94,7 +94,7 @@ type Job<'j> = Box<dyn Fn(&mut Vec<Diagnostic>) -> Result<Vec<u8>, IndexError> +
 /// hold dependencies when a [`Needs::Resolution`] job runs.
 fn jobs<'j>(
     modules: &'j [IndexedModule],
-    symbols: &'j [(Vec<u8>, usize)],
+    symbols: &'j [(&'j [u8], usize)],
     builtin: &'j BuiltinInputs<'j>,
     opts: FileOptions,
 ) -> Vec<(&'static str, Needs, Job<'j>)> {
@@ -202,7 +202,7 @@ pub fn render_unresolved(
 /// inputs and options) are taken from it; any it lacks are rendered here.
 pub fn render_resolved(
     modules: &[IndexedModule],
-    symbols: &[(Vec<u8>, usize)],
+    symbols: &[(&[u8], usize)],
     builtin: &BuiltinInputs<'_>,
     opts: FileOptions,
     early: Unresolved,
@@ -393,7 +393,7 @@ fn keyed_text(
     out
 }
 
-fn symbols_text(modules: &[IndexedModule], symbols: &[(Vec<u8>, usize)]) -> Vec<u8> {
+fn symbols_text(modules: &[IndexedModule], symbols: &[(&[u8], usize)]) -> Vec<u8> {
     let mut out = b"# Aliases for symbols, used by symbol_request().\n".to_vec();
     for (name, owner) in symbols {
         out.extend_from_slice(b"alias symbol:");
@@ -407,7 +407,7 @@ fn symbols_text(modules: &[IndexedModule], symbols: &[(Vec<u8>, usize)]) -> Vec<
 
 fn symbols_bin(
     modules: &[IndexedModule],
-    symbols: &[(Vec<u8>, usize)],
+    symbols: &[(&[u8], usize)],
     opts: FileOptions,
     diags: &mut Vec<Diagnostic>,
 ) -> Result<Vec<u8>, IndexError> {

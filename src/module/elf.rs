@@ -62,6 +62,15 @@ const MODVERSION_LEN: u64 = 64;
 /// A parsed module image: cheap to query, borrows the bytes.
 pub struct ElfModule<'a> {
     data: &'a [u8],
+    headers: Headers,
+}
+
+/// What an image's headers say: its class, byte order and machine, and
+/// where the sections depmod reads lie. Owns nothing of the image, so a
+/// piecemeal reader parses the headers once and keeps them while it loads
+/// the parts they point to.
+#[derive(Clone)]
+pub struct Headers {
     class: Class,
     endian: Endianness,
     machine: u16,
@@ -75,7 +84,7 @@ enum Class {
 }
 
 /// Offset and size of each section depmod looks at; `None` when absent.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Sections {
     ksymtab_strings: Option<Range>,
     modinfo: Option<Range>,
@@ -176,16 +185,16 @@ pub fn section_names_range(data: &[u8]) -> Option<FileRange> {
     }
 }
 
-impl<'a> ElfModule<'a> {
-    /// Validates the ELF header and locates the interesting sections.
-    pub fn parse(data: &'a [u8]) -> Result<Self, ElfError> {
+impl Headers {
+    /// Validates the ELF header and locates the interesting sections: reads
+    /// the ELF header, the section header table and the section names.
+    pub fn parse(data: &[u8]) -> Result<Headers, ElfError> {
         let (class, endian) = identify(data)?;
         let (machine, sections) = match class {
             Class::Elf32 => locate_sections::<FileHeader32<Endianness>>(data, endian)?,
             Class::Elf64 => locate_sections::<FileHeader64<Endianness>>(data, endian)?,
         };
-        Ok(ElfModule {
-            data,
+        Ok(Headers {
             class,
             endian,
             machine,
@@ -193,7 +202,8 @@ impl<'a> ElfModule<'a> {
         })
     }
 
-    /// For reading a module piecemeal: the sections the queries below read.
+    /// For reading a module piecemeal: the sections the queries of
+    /// [`ElfModule`] read.
     pub fn table_ranges(&self) -> Vec<FileRange> {
         let s = &self.sections;
         [s.ksymtab_strings, s.modinfo, s.strtab, s.symtab, s.versions]
@@ -202,19 +212,37 @@ impl<'a> ElfModule<'a> {
             .map(|r| (r.offset, r.size))
             .collect()
     }
+}
+
+impl<'a> ElfModule<'a> {
+    /// Validates the ELF header and locates the interesting sections.
+    pub fn parse(data: &'a [u8]) -> Result<Self, ElfError> {
+        Ok(ElfModule::with_headers(data, Headers::parse(data)?))
+    }
+
+    /// The image `data`, whose headers were parsed (from the same bytes)
+    /// into `headers`.
+    pub fn with_headers(data: &'a [u8], headers: Headers) -> Self {
+        ElfModule { data, headers }
+    }
+
+    /// The headers, for another look at the image once more of it is loaded.
+    pub fn into_headers(self) -> Headers {
+        self.headers
+    }
 
     /// For reading a module piecemeal, once the tables are in: the sections
     /// holding the CRCs of `__crc_` symbols. `None` when a symbol name could
     /// run past the end of `.strtab`, so that everything must be read.
     pub fn crc_ranges(&self) -> Option<Vec<FileRange>> {
-        let (Some(strtab), Ok(symbols)) = (self.sections.strtab, self.symbols()) else {
+        let (Some(strtab), Ok(symbols)) = (self.headers.sections.strtab, self.symbols()) else {
             return Some(Vec::new());
         };
         if self.slice(strtab).last() != Some(&0) {
             return None;
         }
         let mut ranges = Vec::new();
-        for s in &symbols {
+        for s in symbols.iter() {
             if u64::from(s.name) >= strtab.size {
                 continue;
             }
@@ -226,7 +254,7 @@ impl<'a> ElfModule<'a> {
                 return None;
             }
             if s.shndx != SHN_ABS && s.shndx != SHN_UNDEF {
-                if let Some(Some(r)) = self.sections.all.get(usize::from(s.shndx)) {
+                if let Some(Some(r)) = self.headers.sections.all.get(usize::from(s.shndx)) {
                     ranges.push((r.offset, r.size));
                 }
             }
@@ -240,7 +268,7 @@ impl<'a> ElfModule<'a> {
     /// empty strings are skipped, and a string without `=` is a key with an
     /// empty value.
     pub fn modinfo(&self) -> Result<Vec<ModinfoEntry<'a>>, ElfError> {
-        let range = self.sections.modinfo.ok_or(ElfError::NoData)?;
+        let range = self.headers.sections.modinfo.ok_or(ElfError::NoData)?;
         let bytes = skip_zero_padding(self.slice(range));
         if bytes.len() <= 1 {
             return Ok(Vec::new());
@@ -268,7 +296,7 @@ impl<'a> ElfModule<'a> {
     /// the symbol table is missing, malformed, or has no `__crc_` symbols.
     fn exports_from_crcs(&self) -> Option<Vec<Export<'a>>> {
         const CRC_PREFIX: &[u8] = b"__crc_";
-        let strtab = self.sections.strtab?;
+        let strtab = self.headers.sections.strtab?;
         let symbols = self.symbols().ok()?;
         if symbols.iter().any(|s| u64::from(s.name) >= strtab.size) {
             return None;
@@ -292,7 +320,11 @@ impl<'a> ElfModule<'a> {
     }
 
     fn exports_from_ksymtab_strings(&self) -> Result<Vec<Export<'a>>, ElfError> {
-        let range = self.sections.ksymtab_strings.ok_or(ElfError::NoData)?;
+        let range = self
+            .headers
+            .sections
+            .ksymtab_strings
+            .ok_or(ElfError::NoData)?;
         let bytes = skip_zero_padding(self.slice(range));
         if bytes.len() <= 1 {
             return Ok(Vec::new());
@@ -317,7 +349,7 @@ impl<'a> ElfModule<'a> {
         if shndx == SHN_ABS || shndx == SHN_UNDEF {
             return value;
         }
-        let Some(Some(section)) = self.sections.all.get(usize::from(shndx)) else {
+        let Some(Some(section)) = self.headers.sections.all.get(usize::from(shndx)) else {
             return u64::MAX;
         };
         if section.size < 4 || value > section.size - 4 {
@@ -329,7 +361,7 @@ impl<'a> ElfModule<'a> {
     /// Undefined symbols in symbol-table order, then the `__versions` entries
     /// no symbol referred to (such as `module_layout`).
     pub fn imports(&self) -> Result<Vec<Import<'a>>, ElfError> {
-        let strtab = self.sections.strtab.ok_or(ElfError::Malformed)?;
+        let strtab = self.headers.sections.strtab.ok_or(ElfError::Malformed)?;
         let symbols = self.symbols()?;
         let versions = self.versions();
 
@@ -341,10 +373,10 @@ impl<'a> ElfModule<'a> {
             }
         }
         let mut visited = vec![false; versions.len()];
-        let skip_registers = matches!(self.machine, elf::EM_SPARC | elf::EM_SPARCV9);
+        let skip_registers = matches!(self.headers.machine, elf::EM_SPARC | elf::EM_SPARCV9);
 
         let mut imports = Vec::new();
-        for s in &symbols {
+        for s in symbols.iter() {
             if s.shndx != SHN_UNDEF {
                 continue;
             }
@@ -389,13 +421,13 @@ impl<'a> ElfModule<'a> {
     /// `__versions` entries; a section whose size is not a multiple of the
     /// entry size is ignored entirely.
     fn versions(&self) -> Vec<VersionEntry<'a>> {
-        let Some(range) = self.sections.versions else {
+        let Some(range) = self.headers.sections.versions else {
             return Vec::new();
         };
         if range.size % MODVERSION_LEN != 0 {
             return Vec::new();
         }
-        let crc_len = match self.class {
+        let crc_len = match self.headers.class {
             Class::Elf32 => 4,
             Class::Elf64 => 8,
         };
@@ -411,14 +443,10 @@ impl<'a> ElfModule<'a> {
             .collect()
     }
 
-    /// All symbol-table entries after the null symbol.
-    fn symbols(&self) -> Result<Vec<SymFields>, ElfError> {
-        let range = self.sections.symtab.ok_or(ElfError::Malformed)?;
-        let bytes = self.slice(range);
-        match self.class {
-            Class::Elf32 => read_symbols::<FileHeader32<Endianness>>(bytes, self.endian),
-            Class::Elf64 => read_symbols::<FileHeader64<Endianness>>(bytes, self.endian),
-        }
+    /// The symbol table (its entries after the null symbol, by `iter`).
+    fn symbols(&self) -> Result<SymbolTable<'a>, ElfError> {
+        let range = self.headers.sections.symtab.ok_or(ElfError::Malformed)?;
+        SymbolTable::new(self.slice(range), self.headers.class, self.headers.endian)
     }
 
     fn slice(&self, range: Range) -> &'a [u8] {
@@ -440,14 +468,14 @@ impl<'a> ElfModule<'a> {
 
     fn c_str(&self, offset: u64) -> &'a [u8] {
         let rest = self.data.get(offset as usize..).unwrap_or_default();
-        let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+        let end = memchr::memchr(0, rest).unwrap_or(rest.len());
         &rest[..end]
     }
 
     fn read_uint(&self, offset: u64, len: usize) -> u64 {
         let bytes = &self.data[offset as usize..offset as usize + len];
         let mut buf = [0u8; 8];
-        match self.endian {
+        match self.headers.endian {
             Endianness::Little => {
                 buf[..len].copy_from_slice(bytes);
                 u64::from_le_bytes(buf)
@@ -552,26 +580,51 @@ fn locate_sections<Elf: FileHeader<Endian = Endianness>>(
     Ok((header.e_machine(endian), sections))
 }
 
-fn read_symbols<Elf: FileHeader<Endian = Endianness>>(
-    bytes: &[u8],
-    endian: Endianness,
-) -> Result<Vec<SymFields>, ElfError> {
-    let sym_len = std::mem::size_of::<Elf::Sym>();
-    if bytes.len() % sym_len != 0 {
-        return Err(ElfError::Malformed);
-    }
-    let (symbols, _) = pod::slice_from_bytes::<Elf::Sym>(bytes, bytes.len() / sym_len)
-        .map_err(|_| ElfError::Malformed)?;
-    Ok(symbols
-        .iter()
-        .skip(1)
-        .map(|s| SymFields {
-            name: s.st_name(endian),
-            value: s.st_value(endian).into(),
-            info: s.st_info(),
-            shndx: s.st_shndx(endian),
+/// A symbol table, read in place: entries are decoded as they are visited
+/// rather than copied into a list (a module has thousands of symbols and
+/// depmod's queries each walk them once).
+#[derive(Clone, Copy)]
+enum SymbolTable<'a> {
+    Elf32(&'a [object::elf::Sym32<Endianness>], Endianness),
+    Elf64(&'a [object::elf::Sym64<Endianness>], Endianness),
+}
+
+impl<'a> SymbolTable<'a> {
+    fn new(bytes: &'a [u8], class: Class, endian: Endianness) -> Result<Self, ElfError> {
+        fn entries<T: pod::Pod>(bytes: &[u8]) -> Result<&[T], ElfError> {
+            let len = std::mem::size_of::<T>();
+            if bytes.len() % len != 0 {
+                return Err(ElfError::Malformed);
+            }
+            pod::slice_from_bytes::<T>(bytes, bytes.len() / len)
+                .map(|(entries, _)| entries)
+                .map_err(|_| ElfError::Malformed)
+        }
+        Ok(match class {
+            Class::Elf32 => SymbolTable::Elf32(entries(bytes)?, endian),
+            Class::Elf64 => SymbolTable::Elf64(entries(bytes)?, endian),
         })
-        .collect())
+    }
+
+    /// Every entry after the null symbol, in table order.
+    fn iter(self) -> impl Iterator<Item = SymFields> + 'a {
+        fn fields<S: Sym<Endian = Endianness>>(s: &S, endian: Endianness) -> SymFields {
+            SymFields {
+                name: s.st_name(endian),
+                value: s.st_value(endian).into(),
+                info: s.st_info(),
+                shndx: s.st_shndx(endian),
+            }
+        }
+        let len = match self {
+            SymbolTable::Elf32(t, _) => t.len(),
+            SymbolTable::Elf64(t, _) => t.len(),
+        };
+        (1..len).map(move |i| match self {
+            SymbolTable::Elf32(t, e) => fields(&t[i], e),
+            SymbolTable::Elf64(t, e) => fields(&t[i], e),
+        })
+    }
 }
 
 #[cfg(test)]

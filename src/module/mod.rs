@@ -128,13 +128,15 @@ impl Image for Sparse<'_> {
 /// whole image where a name could run past its string table). Each stage
 /// only looks at what earlier stages loaded, so the answer is the same
 /// whether the image is in memory whole or read piecemeal; parsing then
-/// reads nothing else.
-fn parsed_parts(image: &mut dyn Image) -> Result<Vec<elf::FileRange>, LoadError> {
+/// reads nothing else. Also returns the headers, parsed once on the way
+/// (`Err` when they are malformed: parsing fails the same way on the
+/// loaded image).
+fn parsed_parts(image: &mut dyn Image) -> Result<Parts, LoadError> {
     let len = image.bytes().len() as u64;
-    let mut parts = vec![(0, len.min(64))];
-    let mut stage = |image: &mut dyn Image, ranges: Vec<elf::FileRange>| {
-        image.load(&ranges)?;
-        parts.extend(ranges);
+    let mut ranges = vec![(0, len.min(64))];
+    let mut stage = |image: &mut dyn Image, more: Vec<elf::FileRange>| {
+        image.load(&more)?;
+        ranges.extend(more);
         Ok::<_, LoadError>(())
     };
     if let Some(table) = elf::section_table_range(image.bytes()) {
@@ -143,18 +145,30 @@ fn parsed_parts(image: &mut dyn Image) -> Result<Vec<elf::FileRange>, LoadError>
             stage(image, vec![names])?;
         }
     }
-    let tables = match ElfModule::parse(image.bytes()) {
-        Ok(elf) => elf.table_ranges(),
-        // Parsing fails again on the same bytes, reading nothing more.
-        Err(_) => return Ok(parts),
+    let headers = match elf::Headers::parse(image.bytes()) {
+        Ok(headers) => headers,
+        Err(e) => {
+            return Ok(Parts {
+                ranges,
+                headers: Err(e),
+            })
+        }
     };
-    stage(image, tables)?;
-    let crcs = ElfModule::parse(image.bytes())
-        .ok()
-        .and_then(|elf| elf.crc_ranges())
-        .unwrap_or_else(|| vec![(0, len)]);
+    stage(image, headers.table_ranges())?;
+    let elf = ElfModule::with_headers(image.bytes(), headers);
+    let crcs = elf.crc_ranges().unwrap_or_else(|| vec![(0, len)]);
+    let headers = elf.into_headers();
     stage(image, crcs)?;
-    Ok(parts)
+    Ok(Parts {
+        ranges,
+        headers: Ok(headers),
+    })
+}
+
+/// What [`parsed_parts`] found: the ranges loaded, and the headers.
+struct Parts {
+    ranges: Vec<elf::FileRange>,
+    headers: Result<elf::Headers, ElfError>,
 }
 
 /// The digest of the parts of an image that depmod parses: SHA-256 over the
@@ -244,6 +258,21 @@ impl Imports {
     }
 }
 
+/// Which digest of a module [`ModuleMeta::digest`] holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ModuleDigest {
+    /// None (the default).
+    #[default]
+    None,
+    /// [`ModuleMeta::metadata_digest`]: of what depmod took from the module.
+    Metadata,
+    /// Of the parts of the (uncompressed) image that depmod parses: SHA-256
+    /// over the image length, then over each range of the union of those
+    /// parts, in file order, its offset and length (little-endian u64) and
+    /// its bytes.
+    Parsed,
+}
+
 /// Everything depmod uses from one module, extracted so the (possibly large,
 /// decompressed) image can be dropped right away.
 #[derive(Debug, Clone, Default)]
@@ -262,11 +291,9 @@ pub struct ModuleMeta {
     /// `None` when the symbol table could not be read: the module then has
     /// no dependencies, as with kmod.
     pub imports: Option<Imports>,
-    /// SHA-256 of the parts of the (uncompressed) image that depmod parses:
-    /// over the image length, then over each range of the union of those
-    /// parts, in file order, its offset and length (little-endian u64) and
-    /// its bytes. Set when asked for and the image could be read.
-    pub parsed_sha256: Option<[u8; 32]>,
+    /// The digest asked for ([`ModuleDigest`]), when the image could be
+    /// read and decompressed.
+    pub digest: Option<[u8; 32]>,
     /// The module is zstd-compressed in a frame that does not declare its
     /// size: read as kmod up to 33 reads it, and refused in kmod 34's mode
     /// (see [`ModuleMeta::for_kmod34`]).
@@ -276,30 +303,26 @@ pub struct ModuleMeta {
 impl ModuleMeta {
     /// Reads a module from its file bytes (compressed or not).
     pub fn from_file_bytes(bytes: &[u8], limit: u64) -> ModuleMeta {
-        ModuleMeta::read_bytes(bytes, limit, false)
+        ModuleMeta::read_bytes(bytes, limit, ModuleDigest::None)
     }
 
-    /// [`ModuleMeta::from_file_bytes`], also setting
-    /// [`ModuleMeta::parsed_sha256`] when `digest` is set.
-    pub fn read_bytes(bytes: &[u8], limit: u64, digest: bool) -> ModuleMeta {
+    /// [`ModuleMeta::from_file_bytes`], also setting [`ModuleMeta::digest`]
+    /// as `digest` asks.
+    pub fn read_bytes(bytes: &[u8], limit: u64, digest: ModuleDigest) -> ModuleMeta {
         // libkmod refuses files shorter than its 6-byte magic probe.
         if bytes.len() < 6 {
             return ModuleMeta::failed(LoadError::TooShort);
         }
-        let image = match decompress::decompress(bytes, limit) {
-            Ok(image) => image,
+        match decompress::decompress(bytes, limit) {
+            Ok(image) => ModuleMeta::from_whole_image(&image, digest, false),
             Err(DecompressError::ZstdUnsized) => {
-                return match decompress::decompress_zstd_streamed(bytes, limit) {
-                    Ok(image) => ModuleMeta {
-                        zstd_unsized: true,
-                        ..ModuleMeta::from_whole_image(&image, digest)
-                    },
+                match decompress::decompress_zstd_streamed(bytes, limit) {
+                    Ok(image) => ModuleMeta::from_whole_image(&image, digest, true),
                     Err(e) => ModuleMeta::failed(e.into()),
                 }
             }
-            Err(e) => return ModuleMeta::failed(e.into()),
-        };
-        ModuleMeta::from_whole_image(&image, digest)
+            Err(e) => ModuleMeta::failed(e.into()),
+        }
     }
 
     /// What kmod 34 makes of the module: it refuses a zstd frame without a
@@ -321,24 +344,133 @@ impl ModuleMeta {
         }
     }
 
-    /// Reads a module from its uncompressed ELF image, held whole.
-    fn from_whole_image(image: &[u8], digest: bool) -> ModuleMeta {
+    /// Reads a module from its uncompressed ELF image, held whole (from a
+    /// zstd frame without a declared size when `zstd_unsized`).
+    fn from_whole_image(image: &[u8], digest: ModuleDigest, zstd_unsized: bool) -> ModuleMeta {
         // Loading is a no-op here, so finding the parts cannot fail.
-        let parts = digest
-            .then(|| parsed_parts(&mut Whole(image)).ok())
-            .flatten();
-        ModuleMeta::from_image(image, parts)
+        let ranges = match digest {
+            ModuleDigest::Parsed => parsed_parts(&mut Whole(image)).ok().map(|p| p.ranges),
+            ModuleDigest::None | ModuleDigest::Metadata => None,
+        };
+        let meta = ModuleMeta {
+            zstd_unsized,
+            ..ModuleMeta::from_headers(image, elf::Headers::parse(image))
+        };
+        meta.digested(digest, image, ranges)
     }
 
-    /// Reads a module from its uncompressed ELF image, of which at least
-    /// `parts` are loaded when given; they are then digested.
-    fn from_image(image: &[u8], parts: Option<Vec<elf::FileRange>>) -> ModuleMeta {
-        let mut meta = match ElfModule::parse(image) {
-            Ok(elf) => ModuleMeta::from_elf(&elf),
+    /// Reads a module from its uncompressed ELF image (of which at least
+    /// what `headers` point to is loaded), given its parsed headers.
+    fn from_headers(image: &[u8], headers: Result<elf::Headers, ElfError>) -> ModuleMeta {
+        match headers {
+            Ok(headers) => ModuleMeta::from_elf(&ElfModule::with_headers(image, headers)),
             Err(e) => ModuleMeta::failed(e.into()),
+        }
+    }
+
+    /// Sets [`ModuleMeta::digest`] as `kind` asks, once every other field
+    /// is final: from the metadata itself, or from the `ranges` of `image`
+    /// that parsing read.
+    fn digested(
+        mut self,
+        kind: ModuleDigest,
+        image: &[u8],
+        ranges: Option<Vec<elf::FileRange>>,
+    ) -> ModuleMeta {
+        self.digest = match kind {
+            ModuleDigest::None => None,
+            ModuleDigest::Metadata => self.metadata_digest(),
+            ModuleDigest::Parsed => ranges.map(|ranges| parts_digest(image, ranges)),
         };
-        meta.parsed_sha256 = parts.map(|parts| parts_digest(image, parts));
-        meta
+        self
+    }
+
+    /// SHA-256 of everything depmod (and a closure) took from the module,
+    /// in a fixed encoding: every field of this struct but the digest,
+    /// lists by their length then their items, byte strings by their length
+    /// then their bytes, numbers as little-endian u64, flags and states as
+    /// one byte. Two modules with the same metadata digest give depmod the
+    /// same data, so the same index. `None` when the image could not be read
+    /// or decompressed (there is no metadata to speak for it).
+    pub fn metadata_digest(&self) -> Option<[u8; 32]> {
+        use sha2::{Digest, Sha256};
+        thread_local! {
+            // The encoding is built in a reused buffer and hashed in one go:
+            // hashing field by field costs a call per field, and a module
+            // has thousands of fields.
+            static ENCODED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        fn number(out: &mut Vec<u8>, n: u64) {
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        fn bytes(out: &mut Vec<u8>, b: &[u8]) {
+            number(out, b.len() as u64);
+            out.extend_from_slice(b);
+        }
+        ENCODED.with_borrow_mut(|out| {
+            out.clear();
+            out.extend_from_slice(b"kmodidx module metadata 1\0");
+            match &self.exports {
+                None => out.push(0),
+                Some(Ok(exports)) => {
+                    out.push(1);
+                    number(out, exports.len() as u64);
+                    for e in exports {
+                        bytes(out, &e.name);
+                        number(out, e.crc);
+                        match &e.name_after_empty {
+                            None => out.push(0),
+                            Some(after) => {
+                                out.push(1);
+                                bytes(out, after);
+                            }
+                        }
+                    }
+                }
+                Some(Err(LoadError::Elf(e))) => out.extend_from_slice(&[
+                    2,
+                    match e {
+                        ElfError::NotElf => 1,
+                        ElfError::Malformed => 2,
+                        ElfError::NoData => 3,
+                    },
+                ]),
+                Some(Err(_)) => return None,
+            }
+            match &self.imports {
+                None => out.push(0),
+                Some(imports) => {
+                    // The names back to back, then where each ends: the same
+                    // information as name by name.
+                    out.push(1);
+                    bytes(out, &imports.names);
+                    number(out, imports.entries.len() as u64);
+                    for e in &imports.entries {
+                        number(out, e.end as u64);
+                        number(out, e.crc);
+                        out.push(u8::from(e.weak));
+                    }
+                }
+            }
+            for items in [
+                &self.aliases,
+                &self.softdeps,
+                &self.weakdeps,
+                &self.firmware,
+            ] {
+                number(out, items.len() as u64);
+                for item in items {
+                    bytes(out, item);
+                }
+            }
+            out.push(u8::from(self.zstd_unsized));
+            let digest = Sha256::digest(&out[..]).into();
+            // One huge module must not pin its size in every thread.
+            if out.capacity() > 1 << 20 {
+                *out = Vec::new();
+            }
+            Some(digest)
+        })
     }
 
     /// Reads a module from an open file of `len` bytes, fetching only the
@@ -349,17 +481,18 @@ impl ModuleMeta {
     /// where it could look further (a string table without its final NUL),
     /// everything is read. `buf` is reused between calls.
     pub fn from_file(file: &std::fs::File, len: u64, buf: &mut Vec<u8>, limit: u64) -> ModuleMeta {
-        ModuleMeta::read_file(file, len, buf, limit, false)
+        ModuleMeta::read_file(file, len, buf, limit, ModuleDigest::None)
     }
 
-    /// [`ModuleMeta::from_file`], also setting [`ModuleMeta::parsed_sha256`]
-    /// when `digest` is set (from the parts read, so at little extra cost).
+    /// [`ModuleMeta::from_file`], also setting [`ModuleMeta::digest`] as
+    /// `digest` asks (a parsed-parts digest from the parts read, so at
+    /// little extra cost).
     pub fn read_file(
         file: &std::fs::File,
         len: u64,
         buf: &mut Vec<u8>,
         limit: u64,
-        digest: bool,
+        digest: ModuleDigest,
     ) -> ModuleMeta {
         use std::os::unix::fs::FileExt;
         if len < 6 {
@@ -386,7 +519,10 @@ impl ModuleMeta {
                 buf: &mut buf[..size],
             };
             return match parsed_parts(&mut sparse) {
-                Ok(parts) => ModuleMeta::from_image(&buf[..size], digest.then_some(parts)),
+                Ok(Parts { ranges, headers }) => {
+                    let image = &buf[..size];
+                    ModuleMeta::from_headers(image, headers).digested(digest, image, Some(ranges))
+                }
                 Err(e) => ModuleMeta::failed(e),
             };
         }
@@ -405,10 +541,12 @@ impl ModuleMeta {
         if let Err(e) = file.read_exact_at(&mut tail, len - tail_len) {
             return ModuleMeta::failed(LoadError::Io(crate::util::io_reason(&e)));
         }
-        // The file's own cursor is still at the start: only pread was used
-        // so far.
+        // From the start, wherever an earlier reader left the file's cursor.
+        if let Err(e) = std::io::Seek::seek(&mut &*file, std::io::SeekFrom::Start(0)) {
+            return ModuleMeta::failed(LoadError::Io(crate::util::io_reason(&e)));
+        }
         match decompress::decompress_stream(file, format, &tail, limit) {
-            Ok(image) => ModuleMeta::from_whole_image(&image, digest),
+            Ok(image) => ModuleMeta::from_whole_image(&image, digest, false),
             Err(e) => ModuleMeta::failed(e.into()),
         }
     }

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
-use super::{LoadError, ModuleMeta};
+use super::{LoadError, ModuleDigest, ModuleMeta};
 use crate::source::{ArchiveTree, DirTree, Input, ModuleParser, Tree};
 
 /// A per-thread read buffer larger than this is freed after use rather than
@@ -28,8 +28,8 @@ pub trait ModuleSource: Sync {
 pub struct MetaParser {
     /// Largest module accepted, stored or decompressed, in bytes.
     pub max_module_size: u64,
-    /// Also digest the parts depmod parses ([`ModuleMeta::parsed_sha256`]).
-    pub parsed_digest: bool,
+    /// The digest to take of each module ([`ModuleMeta::digest`]).
+    pub digest: ModuleDigest,
 }
 
 impl ModuleParser for MetaParser {
@@ -40,7 +40,7 @@ impl ModuleParser for MetaParser {
     }
 
     fn parse(&self, bytes: &[u8]) -> ModuleMeta {
-        ModuleMeta::read_bytes(bytes, self.max_module_size, self.parsed_digest)
+        ModuleMeta::read_bytes(bytes, self.max_module_size, self.digest)
     }
 
     fn unread(&self, reason: String) -> ModuleMeta {
@@ -57,9 +57,9 @@ pub struct ModuleReader<'a> {
     from: From<'a>,
     max_module_size: u64,
     hash: bool,
-    parsed_digest: bool,
-    /// Parsed-parts digests of the directory modules read so far.
-    parsed: Mutex<HashMap<Vec<u8>, [u8; 32]>>,
+    digest: ModuleDigest,
+    /// Digests of the directory modules read so far.
+    digests: Mutex<HashMap<Vec<u8>, [u8; 32]>>,
 }
 
 enum From<'a> {
@@ -94,8 +94,8 @@ impl<'a> ModuleReader<'a> {
             from,
             max_module_size,
             hash: false,
-            parsed_digest: false,
-            parsed: Mutex::new(HashMap::new()),
+            digest: ModuleDigest::None,
+            digests: Mutex::new(HashMap::new()),
         }
     }
 
@@ -107,27 +107,27 @@ impl<'a> ModuleReader<'a> {
         self
     }
 
-    /// Also digests the parts of each module that depmod parses, for
-    /// [`ModuleReader::parsed_digest`] (off by default). Archive modules are
-    /// digested while the archive is opened, when its [`MetaParser`] asks.
-    pub fn parsed_digests(mut self, on: bool) -> Self {
-        self.parsed_digest = on;
+    /// Also takes `digest` of each module, for [`ModuleReader::digest`]
+    /// (none by default). Archive modules are digested while the archive is
+    /// opened, as its [`MetaParser`] asks.
+    pub fn digests(mut self, digest: ModuleDigest) -> Self {
+        self.digest = digest;
         self
     }
 
-    /// The parsed-parts digest ([`ModuleMeta::parsed_sha256`]) of a module
-    /// read so far; `None` when it was not read, not digested, or could not
-    /// be read or decompressed.
-    pub fn parsed_digest(&self, path: &[u8]) -> Option<[u8; 32]> {
+    /// The digest ([`ModuleMeta::digest`]) of a module read so far; `None`
+    /// when it was not read, not digested, or could not be read or
+    /// decompressed.
+    pub fn digest(&self, path: &[u8]) -> Option<[u8; 32]> {
         match &self.from {
-            From::Archive(archive) => archive.parsed(path).ok()?.parsed_sha256,
-            From::Dir(_) | From::Tree(_) => self.parsed.lock().ok()?.get(path).copied(),
+            From::Archive(archive) => archive.parsed(path).ok()?.digest,
+            From::Dir(_) | From::Tree(_) => self.digests.lock().ok()?.get(path).copied(),
         }
     }
 
     fn remember(&self, path: &[u8], meta: &ModuleMeta) {
-        if let (Some(sha), Ok(mut parsed)) = (meta.parsed_sha256, self.parsed.lock()) {
-            parsed.insert(path.to_vec(), sha);
+        if let (Some(sha), Ok(mut digests)) = (meta.digest, self.digests.lock()) {
+            digests.insert(path.to_vec(), sha);
         }
     }
 
@@ -144,7 +144,7 @@ impl<'a> ModuleReader<'a> {
         };
         BUFFER.with_borrow_mut(|buf| {
             let meta = if !self.hash {
-                ModuleMeta::read_file(&file, len, buf, limit, self.parsed_digest)
+                ModuleMeta::read_file(&file, len, buf, limit, self.digest)
             } else if len > limit {
                 ModuleMeta::failed(LoadError::Refused(crate::util::Refused::TooLarge {
                     size: Some(len),
@@ -157,7 +157,7 @@ impl<'a> ModuleReader<'a> {
                     Ok(_) => {
                         let digest = (buf.len() as u64, Sha256::digest(&buf[..]).into());
                         tree.remember_digest(path, digest);
-                        ModuleMeta::read_bytes(buf, limit, self.parsed_digest)
+                        ModuleMeta::read_bytes(buf, limit, self.digest)
                     }
                     Err(e) => ModuleMeta::failed(LoadError::from_io(&e)),
                 }
@@ -183,9 +183,7 @@ impl ModuleSource for ModuleReader<'_> {
                 }
             }
             From::Tree(tree) => match tree.read(path) {
-                Ok(bytes) => {
-                    ModuleMeta::read_bytes(&bytes, self.max_module_size, self.parsed_digest)
-                }
+                Ok(bytes) => ModuleMeta::read_bytes(&bytes, self.max_module_size, self.digest),
                 Err(e) => ModuleMeta::failed(LoadError::from_io(&e)),
             },
         };

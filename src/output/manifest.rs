@@ -11,8 +11,9 @@ pub const MANIFEST_NAME: &str = "kmodidx.manifest.json";
 pub const MAX_MANIFEST: u64 = 256 << 20;
 
 /// The schema version this kmodidx writes. It also reads schema 1, which
-/// had no `input.scope` (its digest covered whole files).
-pub const SCHEMA: u32 = 2;
+/// had no `input.scope` (its digest covered whole files), and schema 2,
+/// which had no `metadata` scope.
+pub const SCHEMA: u32 = 3;
 
 /// What an output holds and what it was made from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,12 +86,16 @@ fn default_true() -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DigestScope {
+    /// What depmod took from each module: its exports and the symbols it
+    /// needs with their CRCs, its aliases, soft and weak dependencies and
+    /// firmware (see [`crate::module::ModuleMeta::metadata_digest`]). The
+    /// default: it costs next to nothing, and inputs that agree in it give
+    /// the same index.
+    Metadata,
     /// The parts depmod parses: the ELF header, section headers and names,
     /// `.symtab`, `.strtab`, `.modinfo`, `__versions`, `__ksymtab_strings`
     /// and the sections holding `__crc_` values, of the uncompressed image
-    /// (see [`crate::module::ModuleMeta::parsed_sha256`]). The default: it
-    /// costs a fraction of hashing whole modules, and inputs that agree in
-    /// it give the same index.
+    /// (see [`crate::module::ModuleDigest::Parsed`]).
     Parsed,
     /// Every byte of every module file, as stored (`sha256sum` gives the
     /// same per-file digests).
@@ -103,6 +108,16 @@ impl DigestScope {
     /// Schema 1 manifests digested whole files.
     fn schema1() -> Self {
         DigestScope::Whole
+    }
+
+    /// The digest the module reader takes of each module for this scope
+    /// (none where the tree digests whole files).
+    pub fn module_digest(self) -> crate::module::ModuleDigest {
+        match self {
+            DigestScope::Metadata => crate::module::ModuleDigest::Metadata,
+            DigestScope::Parsed => crate::module::ModuleDigest::Parsed,
+            DigestScope::Whole | DigestScope::Off => crate::module::ModuleDigest::None,
+        }
     }
 }
 
@@ -148,9 +163,7 @@ pub enum ManifestError {
     #[error("the manifest lists `{0}` more than once")]
     Duplicate(String),
     /// Another schema version.
-    #[error(
-        "manifest schema {found} is not supported (this kmodidx reads schemas 1 and {SCHEMA})"
-    )]
+    #[error("manifest schema {found} is not supported (this kmodidx reads schemas 1 to {SCHEMA})")]
     Schema {
         /// The version found.
         found: u32,
@@ -173,7 +186,7 @@ impl Manifest {
             schema: u32,
         }
         let probe: Probe = serde_json::from_slice(bytes)?;
-        if probe.schema != SCHEMA && probe.schema != 1 {
+        if !(1..=SCHEMA).contains(&probe.schema) {
             return Err(ManifestError::Schema {
                 found: probe.schema,
             });

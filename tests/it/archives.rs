@@ -352,23 +352,23 @@ mod output_form {
     use super::*;
     output_forms! {
         dir: "dir" =>
-            "1d4bc7cfc50f68d0a0d02fbd301bf35536afabc328ee49f5a951c8a9a53f0094",
+            "4a49c4de7be1fa2af8803377ff79180b98d55139af9f4a3b2cfc576e23970163",
         tar: "tar" =>
-            "4dcb08786093a05283685d8adae4d75b00e09b3122eb31abcef30c7b6c9afa86",
+            "77cde8580c01dd323cf3721f6f4a978b670a6b5b32247182106b73a821868ed4",
         tar_gz: "tar.gz" =>
-            "c3a6f8054ef03b240fe73aaac4e107cf62a0eb771976bf6be5c422033a669c54",
+            "f3a5b99a8eaf4a5098bc99b577c45a6daba02169b7db2100151c253e4d7061b8",
         tar_xz: "tar.xz" =>
-            "fd15e87cf6598553009147ebf37222373a4efae96b5ab21f7e958883bbdfeaba",
+            "73d4a8624ead97c8489337342c39dce498c7aa1a8f1a58e5b9980ed628a61736",
         tar_zst: "tar.zst" =>
-            "ad66b2af970410ebf92aef0cac846403e0bdbd4e7322be211eb8f0756a5b3ea5",
+            "105069efad1efbf8554e7f84baa791a83db011a297c163fc013b4e6b5c79b673",
         cpio: "cpio" =>
-            "c6a8bed74b98581fbb0fbf4497ad6b9d520f5709cda90a6c21de43abdc3db343",
+            "21fe8acaa549c63d940b7a40b7c31d56672a0ac2ba8977abf19b370da0dd824c",
         cpio_gz: "cpio.gz" =>
-            "929acb629f98c83661783c97ca6a4efb92992709ee62892cebaf49f545b297dc",
+            "b79df191bee0359d23aba01051e6ca198986774d6ea2b5714ed6c3e994ac1ca6",
         cpio_xz: "cpio.xz" =>
-            "c458a60a1973aa398cc01a9513709f4adc412b4d0a9c6ffa4002939114573f8e",
+            "f541ede58ba0607cc1ba93d8ca411ea33ac195582440b5e68b36460a1edf6b15",
         cpio_zst: "cpio.zst" =>
-            "a7a489d4c8e2d41bbf07eca13c34cae3a5fd462696c26178a570db554caf5b58",
+            "06e8b1f225740448ed07011ec85e11a7f12c8b965ef3cd1fa42dbca58c32b859",
     }
 }
 

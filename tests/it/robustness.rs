@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::common::*;
-use kmodidx::module::ModuleMeta;
+use kmodidx::module::{ModuleDigest, ModuleMeta};
 
 fn fixture_modules() -> Vec<PathBuf> {
     let out = module_files(&repo().join("fixtures/trees"));
@@ -67,11 +67,13 @@ fn corrupted_modules_do_not_panic() {
 fn assert_piecemeal_read_matches(bytes: &[u8], scratch: &Path, buf: &mut Vec<u8>) {
     fs::write(scratch, bytes).unwrap();
     let file = fs::File::open(scratch).unwrap();
-    let sparse = ModuleMeta::read_file(&file, bytes.len() as u64, buf, 1 << 24, true);
-    let whole = ModuleMeta::read_bytes(bytes, 1 << 24, true);
-    assert_eq!(format!("{sparse:?}"), format!("{whole:?}"));
+    for kind in [ModuleDigest::Parsed, ModuleDigest::Metadata] {
+        let sparse = ModuleMeta::read_file(&file, bytes.len() as u64, buf, 1 << 24, kind);
+        let whole = ModuleMeta::read_bytes(bytes, 1 << 24, kind);
+        assert_eq!(format!("{sparse:?}"), format!("{whole:?}"));
+    }
     let plain = ModuleMeta::from_file(&file, bytes.len() as u64, buf, 1 << 24);
-    assert_eq!(plain.parsed_sha256, None);
+    assert_eq!(plain.digest, None);
 }
 
 #[test]
@@ -90,8 +92,8 @@ fn piecemeal_reads_match_whole_reads() {
         let original = fs::read(&module).unwrap();
         assert_piecemeal_read_matches(&original, &path, &mut buf);
         assert!(
-            ModuleMeta::read_bytes(&original, 1 << 24, true)
-                .parsed_sha256
+            ModuleMeta::read_bytes(&original, 1 << 24, ModuleDigest::Parsed)
+                .digest
                 .is_some(),
             "{}: no parsed digest",
             module.display()
