@@ -351,16 +351,25 @@ pub fn index(
         warn_duplicates: req.warn_duplicates,
         text_only: req.text_only,
     };
-    let mut resolve_diags = Vec::new();
+    let mut table_diags = Vec::new();
+    let mut dependency_diags = Vec::new();
     let mut input_diags = Vec::new();
     let (resolution, early) = rayon::join(
         || {
-            resolve::resolve(
+            // The symbol files need only who exports what: they are
+            // rendered while the dependencies are worked out.
+            let table = resolve::SymbolTable::build(
                 &modules,
                 req.kernel_symbols.as_deref(),
                 req.symbols,
-                &mut resolve_diags,
-            )
+                &mut table_diags,
+            );
+            let symbols = table.owned();
+            let (dependencies, symbol_files) = rayon::join(
+                || resolve::dependencies(&modules, &table, req.symbols, &mut dependency_diags),
+                || files::render_symbol_files(&indexed, &symbols, opts),
+            );
+            dependencies.map(|dependencies| (symbols, dependencies, symbol_files))
         },
         || {
             // The binary indexes (and so the builtin inputs) are not part of
@@ -381,8 +390,9 @@ pub fn index(
             Ok((builtin, modinfo, early))
         },
     );
-    diags.extend(resolve_diags);
-    let resolution = match resolution {
+    diags.extend(table_diags);
+    diags.extend(dependency_diags);
+    let (symbols, dependencies, symbol_files) = match resolution {
         Ok(r) => r,
         Err(cycle) => {
             diags.extend(cycle.report);
@@ -408,7 +418,7 @@ pub fn index(
         }
         Err(other) => return Err(other),
     };
-    for (m, dependencies) in indexed.iter_mut().zip(resolution.dependencies) {
+    for (m, dependencies) in indexed.iter_mut().zip(dependencies) {
         m.dependencies = dependencies;
     }
     let inputs = BuiltinInputs {
@@ -417,10 +427,10 @@ pub fn index(
     };
     match files::render_resolved(
         &indexed,
-        &resolution.symbols,
+        &symbols,
         &inputs,
         opts,
-        early,
+        early.and(symbol_files),
         &mut diags,
     ) {
         Ok(files) => Ok(Outcome {

@@ -87,29 +87,68 @@ pub fn resolve<'a>(
     opts: SymbolOptions,
     diags: &mut Vec<Diagnostic>,
 ) -> Result<Resolution<'a>, CycleError> {
-    let symbols = build_symbol_table(modules, kernel, opts, diags);
-    let direct = direct_dependencies(modules, &symbols, opts, diags);
+    let table = SymbolTable::build(modules, kernel, opts, diags);
+    let dependencies = dependencies(modules, &table, opts, diags)?;
+    Ok(Resolution {
+        symbols: table.owned(),
+        dependencies,
+    })
+}
+
+/// Every symbol of a run and who exports it, the first step of
+/// [`resolve`]: enough for `modules.symbols`, so the caller can render
+/// that while [`dependencies`] runs.
+pub struct SymbolTable<'a> {
+    table: HashMap<&'a [u8], SymbolEntry>,
+}
+
+impl<'a> SymbolTable<'a> {
+    /// The table of the kernel's symbols and the modules' exports (see
+    /// [`resolve`]); reports modules whose exports cannot be read.
+    pub fn build(
+        modules: &'a [LoadedModule],
+        kernel: Option<&'a [KernelSymbol]>,
+        opts: SymbolOptions,
+        diags: &mut Vec<Diagnostic>,
+    ) -> Self {
+        SymbolTable {
+            table: build_symbol_table(modules, kernel, opts, diags),
+        }
+    }
+
+    /// The symbols modules export, with their owners, in kmod's hash-table
+    /// order ([`Resolution::symbols`]).
+    pub fn owned(&self) -> Vec<(&'a [u8], usize)> {
+        let owned: Vec<(&[u8], usize)> = self
+            .table
+            .iter()
+            .filter_map(|(&name, entry)| entry.owner.map(|o| (name, o)))
+            .collect();
+        sort_in_hash_order(owned, SYMBOL_BUCKETS, |entry| entry.0)
+    }
+}
+
+/// For each module, all its (transitive) dependencies in load order
+/// ([`Resolution::dependencies`]), the rest of [`resolve`] after the symbol
+/// table: reports unknown symbols and CRC mismatches as `opts` asks, and
+/// fails with kmod's report on a cycle.
+pub fn dependencies(
+    modules: &[LoadedModule],
+    table: &SymbolTable<'_>,
+    opts: SymbolOptions,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<Vec<Vec<usize>>, CycleError> {
+    let direct = direct_dependencies(modules, &table.table, opts, diags);
     let load_rank = topological_rank(&direct).map_err(|remaining| CycleError {
         report: report_cycles(modules, &direct, &remaining),
     })?;
-
-    let owned: Vec<(&[u8], usize)> = symbols
-        .into_iter()
-        .filter_map(|(name, entry)| entry.owner.map(|o| (name, o)))
-        .collect();
-    let owned = sort_in_hash_order(owned, SYMBOL_BUCKETS, |entry| entry.0);
-
-    let dependencies = (0..modules.len())
+    Ok((0..modules.len())
         .map(|m| {
             let mut all = closure(m, &direct);
             all.sort_by_key(|&d| load_rank[d]);
             all
         })
-        .collect();
-    Ok(Resolution {
-        symbols: owned,
-        dependencies,
-    })
+        .collect())
 }
 
 /// kmod adds symbols in order and a later one replaces an earlier one of the

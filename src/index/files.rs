@@ -80,35 +80,38 @@ pub fn render(
 }
 
 /// What a file is made from: the modules' own metadata (and the builtin
-/// inputs), or also the resolution (dependencies, the symbol owners).
+/// inputs), the symbol owners, or the dependencies. A caller can render
+/// each kind as soon as it has what the kind needs.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Needs {
     Metadata,
-    Resolution,
+    Symbols,
+    Dependencies,
 }
 
 type Job<'j> = Box<dyn Fn(&mut Vec<Diagnostic>) -> Result<Vec<u8>, IndexError> + Send + Sync + 'j>;
 
 /// kmod's output files in the order kmod writes them (and prints their
 /// messages), with what each needs and how it is rendered. `modules` must
-/// hold dependencies when a [`Needs::Resolution`] job runs.
+/// hold dependencies when a [`Needs::Dependencies`] job runs, and `symbols`
+/// the symbol owners when a [`Needs::Symbols`] one does.
 fn jobs<'j>(
     modules: &'j [IndexedModule],
     symbols: &'j [(&'j [u8], usize)],
     builtin: &'j BuiltinInputs<'j>,
     opts: FileOptions,
 ) -> Vec<(&'static str, Needs, Job<'j>)> {
-    use Needs::{Metadata, Resolution};
+    use Needs::{Dependencies, Metadata, Symbols};
     let binary = !opts.text_only;
     let mut jobs: Vec<(&'static str, Needs, Job<'j>)> = vec![(
         "modules.dep",
-        Resolution,
+        Dependencies,
         Box::new(|_| Ok(deps_text(modules))),
     )];
     if binary {
         jobs.push((
             "modules.dep.bin",
-            Resolution,
+            Dependencies,
             Box::new(move |d| deps_bin(modules, opts, d)),
         ));
     }
@@ -144,13 +147,13 @@ fn jobs<'j>(
     }
     jobs.push((
         "modules.symbols",
-        Resolution,
+        Symbols,
         Box::new(|_| Ok(symbols_text(modules, symbols))),
     ));
     if binary {
         jobs.push((
             "modules.symbols.bin",
-            Resolution,
+            Symbols,
             Box::new(move |d| symbols_bin(modules, symbols, opts, d)),
         ));
         jobs.push((
@@ -175,31 +178,62 @@ fn jobs<'j>(
 /// One rendered file with the messages its rendering produced.
 type Rendered = (&'static str, Result<Vec<u8>, IndexError>, Vec<Diagnostic>);
 
-/// The files that need only the modules' metadata, rendered (in parallel)
-/// before dependencies are resolved, so that a caller can render them while
-/// it resolves. `modules` need not hold dependencies yet.
+/// Files rendered ahead of the others (in parallel), as soon as what
+/// they need is known, so that a caller can render them while it resolves:
+/// see [`render_unresolved`] and [`render_symbol_files`].
+#[derive(Default)]
 pub struct Unresolved {
     rendered: Vec<Rendered>,
 }
 
-/// Renders the files that do not depend on resolution ([`Unresolved`]).
+impl Unresolved {
+    /// Both sets of early files.
+    pub fn and(mut self, other: Unresolved) -> Unresolved {
+        self.rendered.extend(other.rendered);
+        self
+    }
+}
+
+/// Renders the files made from the modules' own metadata alone: `modules`
+/// need not hold dependencies yet.
 pub fn render_unresolved(
     modules: &[IndexedModule],
     builtin: &BuiltinInputs<'_>,
     opts: FileOptions,
 ) -> Unresolved {
-    let jobs = jobs(modules, &[], builtin, opts);
+    render_stage(modules, &[], builtin, opts, Needs::Metadata)
+}
+
+/// Renders the files made from the symbol owners (`modules.symbols` and
+/// its index): they need no dependencies, only who exports what.
+pub fn render_symbol_files(
+    modules: &[IndexedModule],
+    symbols: &[(&[u8], usize)],
+    opts: FileOptions,
+) -> Unresolved {
+    let builtin = BuiltinInputs {
+        builtin: None,
+        builtin_modinfo: None,
+    };
+    render_stage(modules, symbols, &builtin, opts, Needs::Symbols)
+}
+
+fn render_stage(
+    modules: &[IndexedModule],
+    symbols: &[(&[u8], usize)],
+    builtin: &BuiltinInputs<'_>,
+    opts: FileOptions,
+    stage: Needs,
+) -> Unresolved {
+    let jobs = jobs(modules, symbols, builtin, opts);
     Unresolved {
-        rendered: run(jobs
-            .iter()
-            .filter(|(_, needs, _)| *needs == Needs::Metadata)),
+        rendered: run(jobs.iter().filter(|(_, needs, _)| *needs == stage)),
     }
 }
 
-/// Renders the files that depend on resolution and returns every file in
-/// kmod's order, appending the messages of all of them to `diags` in that
-/// order. The files in `early` ([`render_unresolved`] of the same modules,
-/// inputs and options) are taken from it; any it lacks are rendered here.
+/// Renders the files not in `early` (rendered ahead from the same modules,
+/// symbols, inputs and options) and returns every file in kmod's order,
+/// appending the messages of all of them to `diags` in that order.
 pub fn render_resolved(
     modules: &[IndexedModule],
     symbols: &[(&[u8], usize)],
@@ -209,24 +243,17 @@ pub fn render_resolved(
     diags: &mut Vec<Diagnostic>,
 ) -> Result<Vec<IndexFile>, IndexError> {
     let jobs = jobs(modules, symbols, builtin, opts);
+    let mut rendered = early.rendered;
     let late = run(jobs
         .iter()
-        .filter(|(_, needs, _)| *needs == Needs::Resolution));
-    let mut early = early.rendered.into_iter().peekable();
-    let mut late = late.into_iter().peekable();
+        .filter(|(name, _, _)| !rendered.iter().any(|(done, _, _)| done == name)));
+    rendered.extend(late);
     let mut files = Vec::with_capacity(jobs.len());
-    for (name, needs, job) in &jobs {
-        let stage = match needs {
-            Needs::Metadata => &mut early,
-            Needs::Resolution => &mut late,
+    for (name, _, _) in &jobs {
+        let Some(at) = rendered.iter().position(|(done, _, _)| done == name) else {
+            continue;
         };
-        let (bytes, own) = match stage.next_if(|(rendered, _, _)| rendered == name) {
-            Some((_, bytes, own)) => (bytes, own),
-            None => {
-                let mut own = Vec::new();
-                (job(&mut own), own)
-            }
-        };
+        let (_, bytes, own) = rendered.swap_remove(at);
         diags.extend(own);
         files.push(IndexFile {
             name,
