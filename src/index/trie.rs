@@ -67,18 +67,28 @@ pub struct IndexTooLarge {
     pub bytes: u64,
 }
 
+/// Bytes of [`Trie::bytes`]: prefixes and values live there, back to back,
+/// rather than in an allocation each (an index has tens of thousands of
+/// nodes), and a split only cuts a prefix's span in two.
+#[derive(Clone, Copy, Default)]
+struct Span {
+    start: usize,
+    len: usize,
+}
+
 #[derive(Default)]
 struct Node {
-    prefix: Vec<u8>,
+    prefix: Span,
     /// Children sorted by their branch byte.
     children: Vec<(u8, usize)>,
     /// Values in file order: ascending priority, newest first among equals.
-    values: Vec<(u32, Vec<u8>)>,
+    values: Vec<(u32, Span)>,
 }
 
 /// An in-memory index, built by [`Trie::insert`] and encoded by [`Trie::encode`].
 pub struct Trie {
     nodes: Vec<Node>,
+    bytes: Vec<u8>,
 }
 
 impl Default for Trie {
@@ -92,7 +102,21 @@ impl Trie {
     pub fn new() -> Self {
         Trie {
             nodes: vec![Node::default()],
+            bytes: Vec::new(),
         }
+    }
+
+    fn span(&self, span: Span) -> &[u8] {
+        &self.bytes[span.start..span.start + span.len]
+    }
+
+    fn store(&mut self, bytes: &[u8]) -> Span {
+        let span = Span {
+            start: self.bytes.len(),
+            len: bytes.len(),
+        };
+        self.bytes.extend_from_slice(bytes);
+        span
     }
 
     /// Adds `value` under `key`. Returns `Ok(true)` when the key already held
@@ -106,20 +130,20 @@ impl Trie {
         loop {
             // Make the node's prefix a prefix of the rest of the key, splitting
             // the node where they diverge.
-            let prefix_len = self.nodes[node].prefix.len();
-            let common = self.nodes[node]
-                .prefix
+            let prefix = self.nodes[node].prefix;
+            let common = self
+                .span(prefix)
                 .iter()
                 .zip(&key[i..])
                 .take_while(|(a, b)| a == b)
                 .count();
-            if common < prefix_len {
+            if common < prefix.len {
                 self.split(node, common);
             }
             i += common;
 
             let Some(&ch) = key.get(i) else {
-                return Ok(add_value(&mut self.nodes[node].values, value, priority));
+                return Ok(self.add_value(node, value, priority));
             };
             match self.child(node, ch) {
                 Some(next) => {
@@ -128,10 +152,12 @@ impl Trie {
                 }
                 None => {
                     let child = self.nodes.len();
+                    let prefix = self.store(&key[i + 1..]);
+                    let value = self.store(value);
                     self.nodes.push(Node {
-                        prefix: key[i + 1..].to_vec(),
+                        prefix,
                         children: Vec::new(),
-                        values: vec![(priority, value.to_vec())],
+                        values: vec![(priority, value)],
                     });
                     let children = &mut self.nodes[node].children;
                     let pos = children.partition_point(|&(c, _)| c < ch);
@@ -154,17 +180,37 @@ impl Trie {
     /// prefix and gets a single child holding everything it had before.
     fn split(&mut self, node: usize, at: usize) {
         let old = std::mem::take(&mut self.nodes[node]);
-        let branch = old.prefix[at];
+        let branch = self.bytes[old.prefix.start + at];
         let tail = Node {
-            prefix: old.prefix[at + 1..].to_vec(),
+            prefix: Span {
+                start: old.prefix.start + at + 1,
+                len: old.prefix.len - at - 1,
+            },
             children: old.children,
             values: old.values,
         };
         let tail_id = self.nodes.len();
         self.nodes.push(tail);
         let head = &mut self.nodes[node];
-        head.prefix = old.prefix[..at].to_vec();
+        head.prefix = Span {
+            start: old.prefix.start,
+            len: at,
+        };
         head.children = vec![(branch, tail_id)];
+    }
+
+    /// Inserts before the first value whose priority is not lower, as kmod
+    /// does; returns whether an identical value was already present.
+    fn add_value(&mut self, node: usize, value: &[u8], priority: u32) -> bool {
+        let duplicate = self.nodes[node]
+            .values
+            .iter()
+            .any(|&(_, v)| self.span(v) == value);
+        let span = self.store(value);
+        let values = &mut self.nodes[node].values;
+        let pos = values.partition_point(|(p, _)| *p < priority);
+        values.insert(pos, (priority, span));
+        duplicate
     }
 
     /// Encodes the index in kmod's file format with the given node layout.
@@ -198,7 +244,7 @@ impl Trie {
         if !n.children.is_empty() {
             flags |= FLAG_CHILDS;
         }
-        if !n.prefix.is_empty() {
+        if n.prefix.len > 0 {
             flags |= FLAG_PREFIX;
         }
         if !n.values.is_empty() {
@@ -226,15 +272,15 @@ impl Trie {
                 own += 2 + 4 * (u64::from(last.0 - first.0) + 1);
                 total += n.children.iter().map(|&(_, c)| sizes[c].total).sum::<u64>();
             }
-            if !n.prefix.is_empty() {
-                own += n.prefix.len() as u64 + 1;
+            if n.prefix.len > 0 {
+                own += n.prefix.len as u64 + 1;
             }
             if !n.values.is_empty() {
                 own += 4;
                 own += n
                     .values
                     .iter()
-                    .map(|(_, v)| 4 + v.len() as u64 + 1)
+                    .map(|(_, v)| 4 + v.len as u64 + 1)
                     .sum::<u64>();
             }
             // Saturating: `encode` rejects an index this large anyway.
@@ -293,8 +339,8 @@ impl Trie {
     /// Writes one node; `child_offsets` is parallel to `children`.
     fn write_node_body(&self, id: usize, child_offsets: &[u32], out: &mut Vec<u8>) {
         let n = &self.nodes[id];
-        if !n.prefix.is_empty() {
-            out.extend_from_slice(&n.prefix);
+        if n.prefix.len > 0 {
+            out.extend_from_slice(self.span(n.prefix));
             out.push(0);
         }
         if let (Some(first), Some(last)) = (n.children.first(), n.children.last()) {
@@ -310,9 +356,9 @@ impl Trie {
         }
         if !n.values.is_empty() {
             out.extend_from_slice(&(n.values.len() as u32).to_be_bytes());
-            for (priority, value) in &n.values {
+            for &(priority, value) in &n.values {
                 out.extend_from_slice(&priority.to_be_bytes());
-                out.extend_from_slice(value);
+                out.extend_from_slice(self.span(value));
                 out.push(0);
             }
         }
@@ -323,15 +369,6 @@ impl Trie {
 struct NodeSize {
     own: u32,
     total: u64,
-}
-
-/// Inserts before the first value whose priority is not lower, as kmod does;
-/// returns whether an identical value was already present.
-fn add_value(values: &mut Vec<(u32, Vec<u8>)>, value: &[u8], priority: u32) -> bool {
-    let duplicate = values.iter().any(|(_, v)| v == value);
-    let pos = values.partition_point(|(p, _)| *p < priority);
-    values.insert(pos, (priority, value.to_vec()));
-    duplicate
 }
 
 #[cfg(test)]
@@ -372,7 +409,7 @@ mod tests {
         assert_eq!(t.insert(b"ab", b"y", 9), Ok(true));
         // Node "ab": values sorted by priority, newest first among equals.
         let ab = t.nodes.iter().find(|n| n.values.len() == 4).unwrap();
-        let order: Vec<&[u8]> = ab.values.iter().map(|(_, v)| v.as_slice()).collect();
+        let order: Vec<&[u8]> = ab.values.iter().map(|&(_, v)| t.span(v)).collect();
         assert_eq!(order, [b"w".as_slice(), b"z", b"y", b"y"]);
     }
 
