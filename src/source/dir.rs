@@ -7,7 +7,7 @@
 //! when the image holds `lib -> /usr/lib` or a link pointing out of it.
 //! (Rooted at `/`, this is exactly how the host resolves paths.)
 
-use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use foldhash::{HashMap, HashMapExt};
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -38,8 +38,9 @@ pub struct DirTree {
     /// [`DirTree::remember_digest`]), so the manifest never reads a module
     /// twice.
     digests: Mutex<HashMap<Vec<u8>, FileDigest>>,
-    /// Resolved paths of entries seen in listings that are not symlinks.
-    plain: Mutex<HashSet<Vec<u8>>>,
+    /// Resolved paths of entries seen in listings that are not symlinks,
+    /// and whether each was a regular file there.
+    plain: Mutex<HashMap<Vec<u8>, bool>>,
     /// Largest file read or opened; no limit unless set.
     max_file_size: u64,
     /// Host directories that absolute link targets may lead into:
@@ -82,7 +83,7 @@ impl DirTree {
             root: root.into(),
             dirs: Mutex::new(HashMap::new()),
             digests: Mutex::new(HashMap::new()),
-            plain: Mutex::new(HashSet::new()),
+            plain: Mutex::new(HashMap::new()),
             max_file_size: u64::MAX,
             follow: Vec::new(),
         }
@@ -168,7 +169,7 @@ impl DirTree {
         let joined = super::join(&[&base, name]);
         // Entries a directory listing showed as plain (not symlinks) need no
         // further lookup.
-        if self.plain.lock().is_ok_and(|p| p.contains(&joined)) {
+        if self.plain.lock().is_ok_and(|p| p.contains_key(&joined)) {
             return Ok(joined);
         }
         self.resolve_from(Resolved::parse(&base), name, false)
@@ -260,12 +261,21 @@ impl DirTree {
     }
 
     /// Opens a regular file without ever blocking: the type is checked before
-    /// opening (so a device is never opened) and again on the open file
-    /// (`O_NONBLOCK` keeps a FIFO swapped in meanwhile from blocking the open;
-    /// `O_NOFOLLOW` refuses a symlink swapped in).
+    /// opening, so that a device is never opened (by the directory listing
+    /// that showed the file, which spares a module a `stat`, or else by a
+    /// `stat`), and again on the open file (`O_NONBLOCK` keeps a FIFO
+    /// swapped in meanwhile from blocking the open; `O_NOFOLLOW` refuses a
+    /// symlink swapped in; anything else swapped in is refused there).
     fn open_regular(&self, path: &[u8]) -> io::Result<(fs::File, u64)> {
-        let host = self.host_path(path)?;
-        Refused::check_type(fs::metadata(&host)?.file_type()).map_err(Refused::into_io)?;
+        let resolved = self.resolve(path)?;
+        let listed_regular = self
+            .plain
+            .lock()
+            .is_ok_and(|p| p.get(&resolved) == Some(&true));
+        let host = self.host(&resolved);
+        if !listed_regular {
+            Refused::check_type(fs::metadata(&host)?.file_type()).map_err(Refused::into_io)?;
+        }
         let file = fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_NOCTTY)
@@ -354,7 +364,7 @@ impl Tree for DirTree {
                 self.kind(&join_name(path, &name))
                     .unwrap_or(EntryKind::Other)
             } else {
-                plain.push(super::join(&[&resolved, &name]));
+                plain.push((super::join(&[&resolved, &name]), file_type.is_file()));
                 if file_type.is_file() {
                     EntryKind::File
                 } else if file_type.is_dir() {
