@@ -83,20 +83,33 @@ enum Command {
     Man(cli::docs::ManArgs),
 }
 
-/// Caps glibc's malloc arenas at half the cores (at least two). By default
-/// every thread gets its own arena, and memory one worker frees (the large,
-/// short-lived decompressed module images) is not reused by another, so peak
-/// memory grows with fragmentation; with fewer arenas it stays near one image
-/// per core. Measured on this 2-core machine: Debian's 6.12 kernel (.ko.xz)
-/// peaks at about 20 MiB instead of 23 MiB, and no run gets slower. An explicit
-/// MALLOC_ARENA_MAX in the environment wins.
+/// Tunes glibc's malloc for a build's short life. Malloc settings in the
+/// environment (MALLOC_ARENA_MAX, or `glibc.malloc` in GLIBC_TUNABLES) win.
+///
+/// * Arenas are capped at half the cores (at least two). By default every
+///   thread gets its own arena, and memory one worker frees (the large,
+///   short-lived decompressed module images) is not reused by another, so
+///   peak memory grows with fragmentation; with fewer arenas it stays near
+///   one image per core. Measured on this 2-core machine with the setting
+///   below: Debian's 6.12 kernel (.ko.xz) peaks at 58 to 60 MiB instead of
+///   61 to 62 MiB, and no run gets slower.
+/// * Blocks up to 32 MiB (the largest glibc allows) come from the arenas
+///   rather than from a fresh mapping each, and freed memory is kept for
+///   reuse rather than handed back to the kernel below 128 MiB: the
+///   megabyte-sized buffers of the index files and of module reads were
+///   mapped, zeroed page by page and unmapped again. Measured on Debian's
+///   6.1 amd64 tree (4023 modules): about 5% less wall and CPU time, peak
+///   RSS about the same (48 to 49 MiB); on the 6.12 `.ko.xz` tree the
+///   peak grows from 51 to 60 MiB (depmod 34.2 peaks at 71 MiB there).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn tune_allocator() {
     extern "C" {
         fn mallopt(param: i32, value: i32) -> i32;
     }
+    const M_TRIM_THRESHOLD: i32 = -1;
+    const M_MMAP_THRESHOLD: i32 = -3;
     const M_ARENA_MAX: i32 = -8;
-    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+    if std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.malloc.")) {
         return;
     }
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -104,7 +117,11 @@ fn tune_allocator() {
     // SAFETY: mallopt only changes allocator settings; it runs before any
     // other thread exists.
     unsafe {
-        mallopt(M_ARENA_MAX, arenas);
+        if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+            mallopt(M_ARENA_MAX, arenas);
+        }
+        mallopt(M_MMAP_THRESHOLD, 32 << 20);
+        mallopt(M_TRIM_THRESHOLD, 128 << 20);
     }
 }
 
