@@ -216,59 +216,53 @@ pub fn load(req: &Request<'_>, diags: &mut Vec<Diagnostic>) -> Result<Loaded, De
     // (one thread) meets it. What they parse is kept by tree path and put
     // in output order below, so the result is the same whatever the timing.
     let early: std::sync::Mutex<HashMap<Vec<u8>, ModuleMeta>> = Default::default();
-    let found = match &req.explicit_modules {
-        Some(files) => files.clone(),
-        None => match rayon::scope(|s| {
-            discover::discover_with(
+    let (found, order) = match &req.explicit_modules {
+        Some(files) => {
+            let order = output_order(req, files, diags)?;
+            (files.clone(), order)
+        }
+        None => rayon::scope(|s| {
+            // Modules go to the threads a few at a time: a job (and a
+            // thread woken for it) per module cost the walking thread more
+            // than the walk itself.
+            const BATCH: usize = 16;
+            let parse = |batch: Vec<Vec<u8>>| {
+                let early = &early;
+                s.spawn(move |_| {
+                    let parsed: Vec<(Vec<u8>, ModuleMeta)> = batch
+                        .into_iter()
+                        .map(|path| {
+                            let meta = req.modules.module_meta(&path);
+                            (path, meta)
+                        })
+                        .collect();
+                    early
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .extend(parsed);
+                });
+            };
+            let mut batch = Vec::with_capacity(BATCH);
+            let found = discover::discover_with(
                 req.tree,
                 &req.module_dir,
                 &req.config,
                 req.external_in_tree,
                 diags,
                 &mut |tree_path| {
-                    let (path, early) = (tree_path.to_vec(), &early);
-                    s.spawn(move |_| {
-                        let meta = req.modules.module_meta(&path);
-                        early
-                            .lock()
-                            .unwrap_or_else(|poisoned| poisoned.into_inner())
-                            .insert(path, meta);
-                    });
+                    batch.push(tree_path.to_vec());
+                    if batch.len() == BATCH {
+                        parse(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+                    }
                 },
             )
-        }) {
-            Ok(found) => found,
-            Err(fatal) => return Err(DepmodError::ModuleDir(fatal, std::mem::take(diags))),
-        },
+            .map_err(|fatal| DepmodError::ModuleDir(fatal, std::mem::take(diags)))?;
+            parse(batch);
+            // The order is worked out while the other threads parse.
+            let order = output_order(req, &found, diags)?;
+            Ok::<_, DepmodError>((found, order))
+        })?,
     };
-    if found.len() >= usize::from(u16::MAX) {
-        return Err(DepmodError::TooManyModules {
-            count: found.len(),
-            diagnostics: std::mem::take(diags),
-        });
-    }
-
-    let names: Vec<&[u8]> = found.iter().map(|f| f.name.as_slice()).collect();
-    let uncrelpaths: Vec<Option<Vec<u8>>> = found
-        .iter()
-        .map(|f| {
-            f.relpath
-                .as_ref()
-                .map(|r| order::uncompressed_relpath(r, &f.name))
-        })
-        .collect();
-    let order_file = read_input(req, "modules.order", diags)?;
-    let order_path = format!(
-        "{}/modules.order",
-        String::from_utf8_lossy(&req.module_dir.kmod_path)
-    );
-    let order = order::module_order(
-        &names,
-        &uncrelpaths,
-        order_file.as_deref().map(|t| (order_path.as_str(), t)),
-        req.compat.duplicate_rule(),
-        diags,
-    );
 
     // Modules the walk did not hand out (an explicit list) are read now.
     let mut early = early
@@ -309,6 +303,42 @@ pub fn load(req: &Request<'_>, diags: &mut Vec<Diagnostic>) -> Result<Loaded, De
     let mut found: Vec<Option<discover::Found>> = found.into_iter().map(Some).collect();
     let found = order.iter().filter_map(|&i| found[i].take()).collect();
     Ok(Loaded { found, modules })
+}
+
+/// The permutation of `found` that kmod writes modules in: its hash order,
+/// then `modules.order` (see [`order::module_order`]).
+fn output_order(
+    req: &Request<'_>,
+    found: &[discover::Found],
+    diags: &mut Vec<Diagnostic>,
+) -> Result<Vec<usize>, DepmodError> {
+    if found.len() >= usize::from(u16::MAX) {
+        return Err(DepmodError::TooManyModules {
+            count: found.len(),
+            diagnostics: std::mem::take(diags),
+        });
+    }
+    let names: Vec<&[u8]> = found.iter().map(|f| f.name.as_slice()).collect();
+    let uncrelpaths: Vec<Option<Vec<u8>>> = found
+        .iter()
+        .map(|f| {
+            f.relpath
+                .as_ref()
+                .map(|r| order::uncompressed_relpath(r, &f.name))
+        })
+        .collect();
+    let order_file = read_input(req, "modules.order", diags)?;
+    let order_path = format!(
+        "{}/modules.order",
+        String::from_utf8_lossy(&req.module_dir.kmod_path)
+    );
+    Ok(order::module_order(
+        &names,
+        &uncrelpaths,
+        order_file.as_deref().map(|t| (order_path.as_str(), t)),
+        req.compat.duplicate_rule(),
+        diags,
+    ))
 }
 
 /// Resolves the loaded modules and renders every index file (depmod's
@@ -425,14 +455,20 @@ pub fn index(
         builtin: builtin.as_deref(),
         builtin_modinfo: builtin_modinfo.as_deref(),
     };
-    match files::render_resolved(
+    let rendered = files::render_resolved(
         &indexed,
         &symbols,
         &inputs,
         opts,
         early.and(symbol_files),
         &mut diags,
-    ) {
+    );
+    // Freeing the modules' metadata (a hundred thousand small allocations
+    // for a distribution kernel) takes milliseconds: an idle worker does
+    // it while the caller goes on.
+    drop(symbols);
+    rayon::spawn(move || drop((modules, indexed)));
+    match rendered {
         Ok(files) => Ok(Outcome {
             files,
             diagnostics: diags,
