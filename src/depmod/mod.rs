@@ -455,20 +455,14 @@ pub fn index(
         builtin: builtin.as_deref(),
         builtin_modinfo: builtin_modinfo.as_deref(),
     };
-    let rendered = files::render_resolved(
+    match files::render_resolved(
         &indexed,
         &symbols,
         &inputs,
         opts,
         early.and(symbol_files),
         &mut diags,
-    );
-    // Freeing the modules' metadata (a hundred thousand small allocations
-    // for a distribution kernel) takes milliseconds: an idle worker does
-    // it while the caller goes on.
-    drop(symbols);
-    rayon::spawn(move || drop((modules, indexed)));
-    match rendered {
+    ) {
         Ok(files) => Ok(Outcome {
             files,
             diagnostics: diags,
