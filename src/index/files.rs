@@ -355,15 +355,17 @@ fn alias_bin(
     diags: &mut Vec<Diagnostic>,
 ) -> Result<Vec<u8>, IndexError> {
     let mut trie = Trie::new();
+    // One buffer for every key: a kernel has tens of thousands of aliases.
+    let mut key = Vec::new();
     for (idx, m) in modules.iter().enumerate() {
         for alias in &m.aliases {
-            let Some(key) = normalize_alias(alias) else {
+            if !normalize_alias_into(alias, &mut key) {
                 diags.push(Diagnostic::warning(Kind::UnmatchedBracket {
                     module: Some(lossy(&m.name)),
                     alias: lossy(alias),
                 }));
                 continue;
-            };
+            }
             if insert(&mut trie, (&key, &m.name), idx as u32, &m.name, diags)?
                 && opts.warn_duplicates
             {
@@ -381,15 +383,25 @@ fn alias_bin(
 /// `None` for an unmatched bracket. Like kmod, it reads at most
 /// `PATH_MAX - 1` bytes.
 pub fn normalize_alias(alias: &[u8]) -> Option<Vec<u8>> {
-    const LIMIT: usize = 4095;
     let mut out = Vec::with_capacity(alias.len());
+    normalize_alias_into(alias, &mut out).then_some(out)
+}
+
+/// [`normalize_alias`] into `out` (cleared first); `false` for an
+/// unmatched bracket.
+fn normalize_alias_into(alias: &[u8], out: &mut Vec<u8>) -> bool {
+    const LIMIT: usize = 4095;
+    out.clear();
     let mut i = 0;
     while i < LIMIT && i < alias.len() {
         match alias[i] {
             b'-' => out.push(b'_'),
-            b']' => return None,
+            b']' => return false,
             b'[' => {
-                let close = alias[i..].iter().position(|&b| b == b']')? + i;
+                let Some(close) = alias[i..].iter().position(|&b| b == b']') else {
+                    return false;
+                };
+                let close = close + i;
                 out.extend_from_slice(&alias[i..=close]);
                 i = close;
             }
@@ -397,7 +409,7 @@ pub fn normalize_alias(alias: &[u8]) -> Option<Vec<u8>> {
         }
         i += 1;
     }
-    Some(out)
+    true
 }
 
 fn keyed_text(
@@ -439,8 +451,11 @@ fn symbols_bin(
     diags: &mut Vec<Diagnostic>,
 ) -> Result<Vec<u8>, IndexError> {
     let mut trie = Trie::new();
+    // One buffer for every key: a kernel exports tens of thousands of symbols.
+    let mut key = Vec::new();
     for (name, owner) in symbols {
-        let mut key = b"symbol:".to_vec();
+        key.clear();
+        key.extend_from_slice(b"symbol:");
         key.extend_from_slice(name);
         let owner_name = &modules[*owner].name;
         if insert(
