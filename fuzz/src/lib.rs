@@ -80,7 +80,7 @@ pub fn module(data: &[u8]) {
     let piecemeal = scratch(|file, _| {
         fill(file, data);
         let mut buf = Vec::new();
-        ModuleMeta::read_file(
+        ModuleMeta::read_file_piecemeal(
             file,
             data.len() as u64,
             &mut buf,

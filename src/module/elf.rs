@@ -366,7 +366,7 @@ impl<'a> ElfModule<'a> {
         let versions = self.versions();
 
         // First entry with a properly terminated name wins, as in a linear scan.
-        let mut version_index: HashMap<&[u8], usize> = HashMap::new();
+        let mut version_index: HashMap<&[u8], usize> = HashMap::with_capacity(versions.len());
         for (i, v) in versions.iter().enumerate() {
             if let Some(name) = v.name {
                 version_index.entry(name).or_insert(i);

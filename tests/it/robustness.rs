@@ -68,9 +68,12 @@ fn assert_piecemeal_read_matches(bytes: &[u8], scratch: &Path, buf: &mut Vec<u8>
     fs::write(scratch, bytes).unwrap();
     let file = fs::File::open(scratch).unwrap();
     for kind in [ModuleDigest::Parsed, ModuleDigest::Metadata] {
-        let sparse = ModuleMeta::read_file(&file, bytes.len() as u64, buf, 1 << 24, kind);
+        let sparse = ModuleMeta::read_file_piecemeal(&file, bytes.len() as u64, buf, 1 << 24, kind);
         let whole = ModuleMeta::read_bytes(bytes, 1 << 24, kind);
         assert_eq!(format!("{sparse:?}"), format!("{whole:?}"));
+        // The default reader (small files whole, others piecemeal) too.
+        let default = ModuleMeta::read_file(&file, bytes.len() as u64, buf, 1 << 24, kind);
+        assert_eq!(format!("{default:?}"), format!("{whole:?}"));
     }
     let plain = ModuleMeta::from_file(&file, bytes.len() as u64, buf, 1 << 24);
     assert_eq!(plain.digest, None);
