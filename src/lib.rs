@@ -14,8 +14,10 @@
 //!    [`source::ModuleParser`]: [`module::decompress`] undoes the xz layer
 //!    and [`module::elf::ElfModule`] reads the tables depmod needs into a
 //!    small [`module::ModuleMeta`] (exports, imports with their CRCs,
-//!    aliases, soft and weak dependencies). The bytes are dropped; the
-//!    [`source::ArchiveTree`] keeps the metadata under the file's path.
+//!    aliases, soft and weak dependencies) and, for the manifest, the
+//!    SHA-256 of that metadata ([`module::ModuleMeta::metadata_digest`]).
+//!    The bytes are dropped; the [`source::ArchiveTree`] keeps the metadata
+//!    under the file's path.
 //! 2. [`build::locate`] finds `lib/modules/6.1.0`;
 //!    [`depmod::config::load`] reads the depmod.d files inside the input.
 //! 3. [`depmod::run`] walks the module directory
@@ -23,13 +25,16 @@
 //!    ([`layout::modname`]) as a [`depmod::discover::Found`]; orders the
 //!    modules as kmod does ([`depmod::order`], [`depmod::hash_order`]); fetches
 //!    the stored metadata through a [`module::ModuleSource`] (from a
-//!    directory, the walk hands each module file to the worker threads as it
-//!    meets it); resolves every needed symbol to its provider
-//!    ([`depmod::resolve`]), so `ext4` needs `jbd2` and `mbcache`; and hands
-//!    an [`index::files::IndexedModule`] per module to [`index::files`]: the
+//!    directory, the walk hands the module files to the worker threads,
+//!    sixteen at a time, as it meets them); builds the symbol table and
+//!    resolves every needed symbol to its provider ([`depmod::resolve`]), so
+//!    `ext4` needs `jbd2` and `mbcache`; and hands an
+//!    [`index::files::IndexedModule`] per module to [`index::files`]: the
 //!    files made from the modules' own metadata, such as `modules.alias.bin`,
-//!    while resolution runs ([`index::files::render_unresolved`]), the rest
-//!    after it ([`index::files::render_resolved`]).
+//!    and those made from the symbol table are rendered while dependencies
+//!    are resolved ([`index::files::render_unresolved`],
+//!    [`index::files::render_symbol_files`]), the rest after it
+//!    ([`index::files::render_resolved`]).
 //! 4. [`index::files`] writes the `modules.dep` line `kernel/fs/ext4.ko.xz:
 //!    kernel/fs/jbd2/jbd2.ko.xz kernel/fs/mbcache.ko.xz` and inserts `ext4`
 //!    into an [`index::Trie`] whose encoding is `modules.dep.bin`; each file
@@ -37,7 +42,8 @@
 //!    the way is a [`diag::Diagnostic`], data with kmod's words as its
 //!    `Display`.
 //! 5. [`build::build`] plans the output ([`output::write::Plan`] of
-//!    [`output::write::PlannedFile`]s) and its [`output::manifest::Manifest`];
+//!    [`output::write::PlannedFile`]s) and its [`output::manifest::Manifest`],
+//!    whose input digest lists `ext4`'s metadata digest beside its path;
 //!    [`build::write_to_path`] writes the `.bin` bytes into a directory or a
 //!    reproducible tar or cpio archive ([`output::write`]).
 //!
