@@ -212,9 +212,10 @@ impl Loaded {
 /// Finds, orders and loads the modules (depmod's steps before resolution).
 pub fn load(req: &Request<'_>, diags: &mut Vec<Diagnostic>) -> Result<Loaded, DepmodError> {
     // Reading and parsing dominate the run time, and each module is
-    // independent: the other threads start on each module file as the walk
-    // (one thread) meets it. What they parse is kept by tree path and put
-    // in output order below, so the result is the same whatever the timing.
+    // independent: the other threads start on the module files as the walk
+    // (one thread) meets them, a batch at a time. What they parse is kept
+    // by tree path and put in output order below, so the result is the same
+    // whatever the timing.
     let early: std::sync::Mutex<HashMap<Vec<u8>, ModuleMeta>> = Default::default();
     let (found, order) = match &req.explicit_modules {
         Some(files) => {
