@@ -181,7 +181,6 @@ type Rendered = (&'static str, Result<Vec<u8>, IndexError>, Vec<Diagnostic>);
 /// Files rendered ahead of the others (in parallel), as soon as what
 /// they need is known, so that a caller can render them while it resolves:
 /// see [`render_unresolved`] and [`render_symbol_files`].
-#[derive(Default)]
 pub struct Unresolved {
     rendered: Vec<Rendered>,
 }

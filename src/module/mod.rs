@@ -352,14 +352,18 @@ impl ModuleMeta {
     /// Reads a module from its uncompressed ELF image, held whole (from a
     /// zstd frame without a declared size when `zstd_unsized`).
     fn from_whole_image(image: &[u8], digest: ModuleDigest, zstd_unsized: bool) -> ModuleMeta {
-        // Loading is a no-op here, so finding the parts cannot fail.
-        let ranges = match digest {
-            ModuleDigest::Parsed => parsed_parts(&mut Whole(image)).ok().map(|p| p.ranges),
-            ModuleDigest::None | ModuleDigest::Metadata => None,
+        // Loading is a no-op here, so finding the parts cannot fail; they
+        // come with the headers, parsed on the way.
+        let (ranges, headers) = match digest {
+            ModuleDigest::Parsed => match parsed_parts(&mut Whole(image)) {
+                Ok(Parts { ranges, headers }) => (Some(ranges), headers),
+                Err(_) => (None, elf::Headers::parse(image)),
+            },
+            ModuleDigest::None | ModuleDigest::Metadata => (None, elf::Headers::parse(image)),
         };
         let meta = ModuleMeta {
             zstd_unsized,
-            ..ModuleMeta::from_headers(image, elf::Headers::parse(image))
+            ..ModuleMeta::from_headers(image, headers)
         };
         meta.digested(digest, image, ranges)
     }

@@ -146,6 +146,12 @@ impl DirTree {
     /// `path` with every symlink replaced by its target, inside the root.
     /// A missing last component is fine (the caller's open then fails).
     fn resolve(&self, path: &[u8]) -> io::Result<Vec<u8>> {
+        self.resolve_listed(path).map(|(resolved, _)| resolved)
+    }
+
+    /// [`DirTree::resolve`], and, when a directory listing showed the entry
+    /// (not as a symlink), whether it was a regular file there.
+    fn resolve_listed(&self, path: &[u8]) -> io::Result<(Vec<u8>, Option<bool>)> {
         // Directories are looked up again and again: cache them.
         let (parent, name) = match path.iter().rposition(|&b| b == b'/') {
             Some(slash) => (&path[..slash], &path[slash + 1..]),
@@ -169,11 +175,12 @@ impl DirTree {
         let joined = super::join(&[&base, name]);
         // Entries a directory listing showed as plain (not symlinks) need no
         // further lookup.
-        if self.plain.lock().is_ok_and(|p| p.contains_key(&joined)) {
-            return Ok(joined);
+        let listed = self.plain.lock().ok().and_then(|p| p.get(&joined).copied());
+        if listed.is_some() {
+            return Ok((joined, listed));
         }
         self.resolve_from(Resolved::parse(&base), name, false)
-            .map(|r| r.to_bytes())
+            .map(|r| (r.to_bytes(), None))
     }
 
     /// The nearest ancestor of the directory `dir` whose resolution is
@@ -267,13 +274,9 @@ impl DirTree {
     /// swapped in meanwhile from blocking the open; `O_NOFOLLOW` refuses a
     /// symlink swapped in; anything else swapped in is refused there).
     fn open_regular(&self, path: &[u8]) -> io::Result<(fs::File, u64)> {
-        let resolved = self.resolve(path)?;
-        let listed_regular = self
-            .plain
-            .lock()
-            .is_ok_and(|p| p.get(&resolved) == Some(&true));
+        let (resolved, listed) = self.resolve_listed(path)?;
         let host = self.host(&resolved);
-        if !listed_regular {
+        if listed != Some(true) {
             Refused::check_type(fs::metadata(&host)?.file_type()).map_err(Refused::into_io)?;
         }
         let file = fs::OpenOptions::new()
